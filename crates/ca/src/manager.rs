@@ -1,0 +1,369 @@
+//! The CA manager: holds the configuration, the journal and the loaded authorities, and applies
+//! [`rotation::plan`] — generating keys, writing them as 0600 files, minting CA certificates.
+//!
+//! Synchronous and clock-free: the server calls [`CaManager::tick`] with the current time
+//! (for example at [`CaManager::next_deadline`]) and persists [`CaManager::journal`] whenever
+//! a tick reports a change.
+
+use std::fs::DirBuilder;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls_pki_types::CertificateDer;
+use sigil_spiffe::TrustDomain;
+use time::OffsetDateTime;
+
+use crate::authority::{IssuedCert, SvidRequest, X509Authority};
+use crate::error::CaError;
+use crate::files;
+use crate::keys::{KeyType, PrivateKey};
+use crate::rotation::{self, Action, CaStatus, Journal, JournalEntry};
+use crate::signer::Signer;
+use crate::template::{CaSubject, DEFAULT_CA_TTL};
+use crate::upstream::{UpstreamCa, UpstreamFiles};
+use crate::x509;
+
+/// Where CA certificates come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CaSource {
+    /// Each CA generation is a new self-signed root (SPIRE's default without an
+    /// UpstreamAuthority).
+    SelfSigned,
+    /// Each CA generation is this server's intermediate under an upstream CA. The files are
+    /// re-read at every preparation, so replacing them renews the upstream.
+    Upstream(UpstreamFiles),
+}
+
+/// The CA manager's configuration, resolved and validated by the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaConfig {
+    pub trust_domain: TrustDomain,
+    pub key_type: KeyType,
+    /// Lifetime of each CA generation (SPIRE `ca_ttl`, default 24h).
+    pub ca_ttl: Duration,
+    pub subject: CaSubject,
+    pub source: CaSource,
+    /// Directory for CA key files; created with mode 0700 when missing.
+    pub key_dir: PathBuf,
+}
+
+impl CaConfig {
+    /// Defaults: self-signed, `ec-p256`, 24h CAs, subject `C=US, O=SPIFFE`.
+    pub fn new(trust_domain: TrustDomain, key_dir: impl Into<PathBuf>) -> Self {
+        CaConfig {
+            trust_domain,
+            key_type: KeyType::default(),
+            ca_ttl: DEFAULT_CA_TTL,
+            subject: CaSubject::default(),
+            source: CaSource::SelfSigned,
+            key_dir: key_dir.into(),
+        }
+    }
+}
+
+/// Something that happened to the CA set during a tick.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CaEvent {
+    /// A new CA was created and its root is now in the bundle.
+    Prepared {
+        id: String,
+        not_after: OffsetDateTime,
+    },
+    /// The CA `id` now signs; `previous` stopped signing (and stays in the bundle).
+    Activated {
+        id: String,
+        previous: Option<String>,
+    },
+    /// An expired CA left the journal; its key file was removed unless `key_file_error` says
+    /// why not.
+    Pruned {
+        id: String,
+        key_file_error: Option<String>,
+    },
+}
+
+/// The events of one or more ticks; persist [`CaManager::journal`] when you receive one.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct JournalChange {
+    pub events: Vec<CaEvent>,
+}
+
+impl JournalChange {
+    /// True when the set of published roots may have changed (republish the bundle).
+    pub fn bundle_changed(&self) -> bool {
+        self.events
+            .iter()
+            .any(|e| matches!(e, CaEvent::Prepared { .. } | CaEvent::Pruned { .. }))
+    }
+}
+
+/// Owns the CA lifecycle of one server.
+#[derive(Debug)]
+pub struct CaManager {
+    config: CaConfig,
+    journal: Journal,
+    active: Option<Arc<X509Authority>>,
+    prepared: Option<Arc<X509Authority>>,
+    /// Events applied by a tick that then failed; reported by the next successful tick.
+    pending: Vec<CaEvent>,
+}
+
+impl CaManager {
+    /// Starts from a persisted journal, or creates the first CA when there is none.
+    ///
+    /// With a journal, the keys of the active and prepared CAs are loaded and checked against
+    /// their certificates; any problem is an error naming the CA and the key file, and nothing
+    /// is regenerated. No rotation happens here: call [`CaManager::tick`] next. Without a
+    /// journal, a CA is prepared and activated at once and the change is returned (persist it).
+    pub fn load_or_init(
+        config: CaConfig,
+        journal: Option<Journal>,
+        now: OffsetDateTime,
+    ) -> Result<(Self, Option<JournalChange>), CaError> {
+        if config.ca_ttl.is_zero() {
+            return Err(CaError::ZeroCaTtl);
+        }
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&config.key_dir)
+            .map_err(|source| CaError::FileWrite {
+                path: config.key_dir.clone(),
+                source,
+            })?;
+        let fresh = journal.is_none();
+        let journal = journal.unwrap_or_else(|| Journal::new(&config.trust_domain));
+        journal.validate()?;
+        if journal.trust_domain != config.trust_domain.as_str() {
+            return Err(CaError::JournalTrustDomainMismatch {
+                journal: journal.trust_domain.clone(),
+                configured: config.trust_domain.to_string(),
+            });
+        }
+        let mut manager = CaManager {
+            config,
+            journal,
+            active: None,
+            prepared: None,
+            pending: Vec::new(),
+        };
+        manager.active = manager
+            .journal
+            .active()
+            .map(|e| manager.load_entry(e))
+            .transpose()?;
+        manager.prepared = manager
+            .journal
+            .prepared()
+            .map(|e| manager.load_entry(e))
+            .transpose()?;
+        let change = if fresh { manager.tick(now)? } else { None };
+        Ok((manager, change))
+    }
+
+    fn key_path(&self, key_file: &Path) -> PathBuf {
+        self.config.key_dir.join(key_file)
+    }
+
+    fn load_entry(&self, entry: &JournalEntry) -> Result<Arc<X509Authority>, CaError> {
+        let path = self.key_path(&entry.key_file);
+        let wrap = |source: CaError| CaError::JournalKey {
+            id: entry.id.clone(),
+            status: entry.status.as_str(),
+            source: Box::new(source),
+        };
+        let malformed = |m: String| CaError::JournalMalformed(format!("CA {}: {m}", entry.id));
+        let key = files::read_key_file(&path).map_err(wrap)?;
+        let cert = x509::parse(&entry.ca_cert).map_err(&malformed)?;
+        if !x509::key_matches(&cert, &key) {
+            return Err(wrap(CaError::KeyMismatch { path }));
+        }
+        let top = entry.intermediates.last().unwrap_or(&entry.ca_cert);
+        let root = x509::parse(&entry.root_cert).map_err(&malformed)?;
+        x509::check_issued_by(&x509::parse(top).map_err(&malformed)?, &root)
+            .map_err(|e| malformed(format!("does not chain to its root: {e}")))?;
+        drop(cert);
+        let authority = X509Authority::new(
+            self.config.trust_domain.clone(),
+            entry.ca_cert.clone(),
+            entry.intermediates.clone(),
+            Arc::new(key),
+        )
+        .map_err(|e| malformed(e.to_string()))?;
+        if authority.id() != entry.id {
+            return Err(malformed(format!(
+                "certificate key ID is {}",
+                authority.id()
+            )));
+        }
+        Ok(Arc::new(authority))
+    }
+
+    /// Applies every rotation step due at `now`. Returns the change to persist, if any.
+    ///
+    /// On error (e.g. the upstream CA cannot be read), steps already applied stay applied and
+    /// are reported by the next successful tick; the in-memory journal is always consistent.
+    pub fn tick(&mut self, now: OffsetDateTime) -> Result<Option<JournalChange>, CaError> {
+        // Each step strictly reduces the work left; the bound only guards against a bug.
+        for _ in 0..8 {
+            match rotation::plan(&self.journal, now) {
+                Action::None => break,
+                Action::Prune(ids) => {
+                    for entry in self.journal.prune(&ids) {
+                        if self.prepared.as_ref().is_some_and(|p| p.id() == entry.id) {
+                            self.prepared = None;
+                        }
+                        let key_file_error =
+                            files::remove_key_file(&self.key_path(&entry.key_file))
+                                .err()
+                                .map(|e| e.to_string());
+                        self.pending.push(CaEvent::Pruned {
+                            id: entry.id,
+                            key_file_error,
+                        });
+                    }
+                }
+                Action::Activate(id) => {
+                    let previous = self.journal.activate(&id, now)?;
+                    self.active = self.prepared.take();
+                    self.pending.push(CaEvent::Activated { id, previous });
+                }
+                Action::Prepare => {
+                    let (entry, authority) = self.prepare(now)?;
+                    let event = CaEvent::Prepared {
+                        id: entry.id.clone(),
+                        not_after: entry.not_after,
+                    };
+                    self.journal.add_prepared(entry)?;
+                    self.prepared = Some(Arc::new(authority));
+                    self.pending.push(event);
+                }
+            }
+        }
+        if self.pending.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(JournalChange {
+            events: std::mem::take(&mut self.pending),
+        }))
+    }
+
+    /// Creates the next CA: key, certificate, key file. The journal is not touched.
+    fn prepare(&self, now: OffsetDateTime) -> Result<(JournalEntry, X509Authority), CaError> {
+        let cfg = &self.config;
+        let upstream = match &cfg.source {
+            CaSource::SelfSigned => None,
+            CaSource::Upstream(files) => {
+                let up = UpstreamCa::load(files, &cfg.trust_domain, now)?;
+                if let Some(active) = self.journal.active().filter(|a| a.not_after > now) {
+                    if up.not_after() <= active.not_after {
+                        return Err(CaError::UpstreamExpiresTooSoon {
+                            path: files.cert.clone(),
+                            upstream_not_after: up.not_after(),
+                            active_not_after: active.not_after,
+                        });
+                    }
+                }
+                Some(up)
+            }
+        };
+        let key = Arc::new(PrivateKey::generate(cfg.key_type)?);
+        let signer: Arc<dyn Signer> = key.clone();
+        let (authority, root) = match &upstream {
+            None => {
+                let a = X509Authority::self_signed(
+                    cfg.trust_domain.clone(),
+                    &cfg.subject,
+                    signer,
+                    cfg.ca_ttl,
+                    now,
+                )?;
+                let root = a.cert_der().clone();
+                (a, root)
+            }
+            Some(up) => (
+                up.mint_intermediate(&cfg.subject, signer, cfg.ca_ttl, now)?,
+                up.root().clone(),
+            ),
+        };
+        let id = authority.id();
+        let key_file = PathBuf::from(format!("x509-ca-{id}.key"));
+        files::write_key_file(&self.key_path(&key_file), &key)?;
+        let entry = JournalEntry {
+            id,
+            status: CaStatus::Prepared,
+            key_type: cfg.key_type,
+            key_file,
+            ca_cert: authority.cert_der().clone(),
+            intermediates: authority.intermediates().to_vec(),
+            root_cert: root,
+            not_before: authority.not_before(),
+            not_after: authority.not_after(),
+            prepared_at: now,
+            activated_at: None,
+        };
+        Ok((entry, authority))
+    }
+
+    /// Issues an X509-SVID with the active CA for the key in `csr_der` (see
+    /// [`X509Authority::sign_csr`]).
+    pub fn sign_svid(
+        &self,
+        csr_der: &[u8],
+        req: &SvidRequest,
+        now: OffsetDateTime,
+    ) -> Result<IssuedCert, CaError> {
+        self.active
+            .as_ref()
+            .ok_or(CaError::NoActiveCa)?
+            .sign_csr(csr_der, req, now)
+    }
+
+    /// Issues an X509-SVID with the active CA for a DER SubjectPublicKeyInfo.
+    pub fn sign_public_key(
+        &self,
+        spki_der: &[u8],
+        req: &SvidRequest,
+        now: OffsetDateTime,
+    ) -> Result<IssuedCert, CaError> {
+        self.active
+            .as_ref()
+            .ok_or(CaError::NoActiveCa)?
+            .sign_public_key(spki_der, req, now)
+    }
+
+    /// The trust anchors to publish at `now` (see [`rotation::bundle_roots`]).
+    pub fn bundle_roots(&self, now: OffsetDateTime) -> Vec<CertificateDer<'static>> {
+        rotation::bundle_roots(&self.journal, now)
+    }
+
+    /// The active CA's `notAfter`: no SVID issued now outlives it.
+    pub fn active_not_after(&self) -> Option<OffsetDateTime> {
+        self.active.as_ref().map(|a| a.not_after())
+    }
+
+    /// The active authority, to sign without holding a lock on the manager.
+    pub fn active(&self) -> Option<Arc<X509Authority>> {
+        self.active.clone()
+    }
+
+    /// When [`CaManager::tick`] next has work.
+    pub fn next_deadline(&self) -> Option<OffsetDateTime> {
+        rotation::next_deadline(&self.journal)
+    }
+
+    /// The journal to persist.
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    pub fn config(&self) -> &CaConfig {
+        &self.config
+    }
+}
+
+#[cfg(test)]
+#[path = "manager_tests.rs"]
+mod tests;

@@ -1,0 +1,368 @@
+//! When: the CA journal and the pure rotation plan.
+//!
+//! A server keeps at most one `Active` CA (signs), one `Prepared` CA (published in the bundle,
+//! not yet signing) and any number of `Old` CAs (no longer signing, still published until
+//! their `notAfter`). Timing is SPIRE's (`pkg/server/ca/manager`): for the active CA with
+//! lifetime `L = notAfter - notBefore`,
+//!
+//! - **prepare** the next CA once `notAfter - now <= min(L/2, 30 days)`;
+//! - **activate** it once `notAfter - now <= min(L/6, 7 days)`; the active one becomes `Old`;
+//! - **prune** an `Old` (or never-activated `Prepared`) CA once `now >= notAfter`.
+//!
+//! Every certificate a CA signs is clamped to its `notAfter`, so keeping each CA's root in the
+//! bundle until then means no valid certificate ever loses its trust anchor, and a prepared
+//! root reaches peers before anything is signed under it.
+//!
+//! The journal is what the server persists per server ID (JSON). It holds certificates and
+//! the *path* of each key file; keys themselves stay in 0600 files in the data directory.
+
+use std::path::PathBuf;
+
+use rustls_pki_types::CertificateDer;
+use time::OffsetDateTime;
+
+use crate::error::CaError;
+use crate::keys::KeyType;
+
+/// The journal format version written by this crate.
+pub const JOURNAL_VERSION: u32 = 1;
+
+const THIRTY_DAYS: time::Duration = time::Duration::days(30);
+const SEVEN_DAYS: time::Duration = time::Duration::days(7);
+
+/// A CA's place in the rotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaStatus {
+    /// Published in the bundle, not signing yet.
+    Prepared,
+    /// Signing.
+    Active,
+    /// Replaced; published until its `notAfter`.
+    Old,
+}
+
+impl CaStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CaStatus::Prepared => "prepared",
+            CaStatus::Active => "active",
+            CaStatus::Old => "old",
+        }
+    }
+}
+
+/// One CA generation.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournalEntry {
+    /// The CA's subject key identifier, hex.
+    pub id: String,
+    pub status: CaStatus,
+    pub key_type: KeyType,
+    /// The key file, relative to the CA key directory (or absolute).
+    pub key_file: PathBuf,
+    /// The certificate whose key signs (a self-signed root, or this server's intermediate).
+    #[serde(with = "pem_cert")]
+    pub ca_cert: CertificateDer<'static>,
+    /// Certificates between `ca_cert` and the root (upstream mode), excluding the root.
+    #[serde(with = "pem_certs", default, skip_serializing_if = "Vec::is_empty")]
+    pub intermediates: Vec<CertificateDer<'static>>,
+    /// The trust anchor published in the bundle (equals `ca_cert` in self-signed mode).
+    #[serde(with = "pem_cert")]
+    pub root_cert: CertificateDer<'static>,
+    /// Effective validity: the latest `notBefore` and earliest `notAfter` along the chain.
+    #[serde(with = "time::serde::rfc3339")]
+    pub not_before: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub not_after: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub prepared_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option", default)]
+    pub activated_at: Option<OffsetDateTime>,
+}
+
+impl JournalEntry {
+    /// When the next CA should be prepared while this one is active.
+    pub fn prepare_at(&self) -> OffsetDateTime {
+        prepare_threshold(self.not_before, self.not_after)
+    }
+
+    /// When the prepared CA should take over from this one.
+    pub fn activate_at(&self) -> OffsetDateTime {
+        activate_threshold(self.not_before, self.not_after)
+    }
+}
+
+/// `notAfter - min(lifetime/2, 30d)`.
+pub fn prepare_threshold(not_before: OffsetDateTime, not_after: OffsetDateTime) -> OffsetDateTime {
+    let lifetime: time::Duration = not_after - not_before;
+    not_after - (lifetime / 2_i32).min(THIRTY_DAYS)
+}
+
+/// `notAfter - min(lifetime/6, 7d)`.
+pub fn activate_threshold(not_before: OffsetDateTime, not_after: OffsetDateTime) -> OffsetDateTime {
+    let lifetime: time::Duration = not_after - not_before;
+    not_after - (lifetime / 6_i32).min(SEVEN_DAYS)
+}
+
+/// A server's CA history, persisted by the server (JSON) per server ID.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Journal {
+    pub version: u32,
+    pub trust_domain: String,
+    pub entries: Vec<JournalEntry>,
+}
+
+/// The next step of the rotation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Nothing to do until [`next_deadline`].
+    None,
+    /// Create the next CA and publish it (status `Prepared`).
+    Prepare,
+    /// Make this prepared CA active; the current active one becomes `Old`.
+    Activate(String),
+    /// Drop these expired entries (and their key files).
+    Prune(Vec<String>),
+}
+
+impl Journal {
+    /// An empty journal for a trust domain.
+    pub fn new(trust_domain: &sigil_spiffe::TrustDomain) -> Self {
+        Journal {
+            version: JOURNAL_VERSION,
+            trust_domain: trust_domain.to_string(),
+            entries: vec![],
+        }
+    }
+
+    /// Parses and validates a journal.
+    pub fn from_json(json: &str) -> Result<Self, CaError> {
+        let j: Journal =
+            serde_json::from_str(json).map_err(|e| CaError::JournalMalformed(e.to_string()))?;
+        j.validate()?;
+        Ok(j)
+    }
+
+    /// Serialises the journal (pretty JSON, certificates as PEM).
+    pub fn to_json(&self) -> String {
+        // Serialising plain data with string keys cannot fail.
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Structural checks: known version, unique IDs, at most one active and one prepared
+    /// entry, `notBefore < notAfter`.
+    pub fn validate(&self) -> Result<(), CaError> {
+        let bad = |m: String| Err(CaError::JournalMalformed(m));
+        if self.version != JOURNAL_VERSION {
+            return bad(format!(
+                "version {} is not supported (this server reads version {JOURNAL_VERSION})",
+                self.version
+            ));
+        }
+        for (i, e) in self.entries.iter().enumerate() {
+            if self.entries[..i].iter().any(|o| o.id == e.id) {
+                return bad(format!("CA {} appears twice", e.id));
+            }
+            if e.not_before >= e.not_after {
+                return bad(format!("CA {} has notBefore >= notAfter", e.id));
+            }
+        }
+        for status in [CaStatus::Active, CaStatus::Prepared] {
+            let n = self.entries.iter().filter(|e| e.status == status).count();
+            if n > 1 {
+                return bad(format!(
+                    "{n} entries are {}; at most one may be",
+                    status.as_str()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn active(&self) -> Option<&JournalEntry> {
+        self.entries.iter().find(|e| e.status == CaStatus::Active)
+    }
+
+    pub fn prepared(&self) -> Option<&JournalEntry> {
+        self.entries.iter().find(|e| e.status == CaStatus::Prepared)
+    }
+
+    pub fn get(&self, id: &str) -> Option<&JournalEntry> {
+        self.entries.iter().find(|e| e.id == id)
+    }
+
+    /// Records a freshly prepared CA.
+    pub fn add_prepared(&mut self, entry: JournalEntry) -> Result<(), CaError> {
+        if entry.status != CaStatus::Prepared {
+            return Err(CaError::JournalMalformed(format!(
+                "new CA {} is not prepared",
+                entry.id
+            )));
+        }
+        self.entries.push(entry);
+        self.validate().inspect_err(|_| {
+            self.entries.pop();
+        })
+    }
+
+    /// Makes the prepared CA `id` active; the previously active CA (returned) becomes `Old`.
+    pub fn activate(&mut self, id: &str, now: OffsetDateTime) -> Result<Option<String>, CaError> {
+        if self.get(id).map(|e| e.status) != Some(CaStatus::Prepared) {
+            return Err(CaError::JournalMalformed(format!(
+                "CA {id} is not prepared"
+            )));
+        }
+        let mut previous = None;
+        for e in &mut self.entries {
+            if e.status == CaStatus::Active {
+                e.status = CaStatus::Old;
+                previous = Some(e.id.clone());
+            } else if e.id == id {
+                e.status = CaStatus::Active;
+                e.activated_at = Some(now);
+            }
+        }
+        Ok(previous)
+    }
+
+    /// Removes the given entries, returning them.
+    pub fn prune(&mut self, ids: &[String]) -> Vec<JournalEntry> {
+        let (gone, kept) = std::mem::take(&mut self.entries)
+            .into_iter()
+            .partition(|e| ids.contains(&e.id));
+        self.entries = kept;
+        gone
+    }
+}
+
+/// The next rotation step at `now`. Call repeatedly (applying each action) until
+/// [`Action::None`]. Priority: prune expired entries; activate the prepared CA when it is due
+/// or nothing usable is active; prepare when due or when there is nothing to activate.
+pub fn plan(journal: &Journal, now: OffsetDateTime) -> Action {
+    let expired: Vec<String> = journal
+        .entries
+        .iter()
+        .filter(|e| e.status != CaStatus::Active && e.not_after <= now)
+        .map(|e| e.id.clone())
+        .collect();
+    if !expired.is_empty() {
+        return Action::Prune(expired);
+    }
+    let prepared = journal.prepared();
+    let ready = prepared.filter(|p| p.not_before <= now);
+    match journal.active() {
+        Some(a) if a.not_after > now => {
+            if now >= a.activate_at() {
+                if let Some(p) = ready {
+                    return Action::Activate(p.id.clone());
+                }
+            }
+            if now >= a.prepare_at() && prepared.is_none() {
+                return Action::Prepare;
+            }
+            Action::None
+        }
+        // Nothing signs: take the prepared CA at once, or make one.
+        _ => match (prepared, ready) {
+            (_, Some(p)) => Action::Activate(p.id.clone()),
+            (None, None) => Action::Prepare,
+            (Some(_), None) => Action::None,
+        },
+    }
+}
+
+/// When [`plan`] will next return something other than [`Action::None`], if ever.
+pub fn next_deadline(journal: &Journal) -> Option<OffsetDateTime> {
+    let mut times: Vec<OffsetDateTime> = journal
+        .entries
+        .iter()
+        .filter(|e| e.status != CaStatus::Active)
+        .map(|e| e.not_after)
+        .collect();
+    match (journal.active(), journal.prepared()) {
+        (Some(a), Some(p)) => times.push(a.activate_at().max(p.not_before)),
+        (Some(a), None) => times.push(a.prepare_at()),
+        (None, Some(p)) => times.push(p.not_before),
+        (None, None) => return Some(OffsetDateTime::UNIX_EPOCH),
+    }
+    if let Some(a) = journal.active() {
+        times.push(a.not_after);
+    }
+    times.into_iter().min()
+}
+
+/// The trust anchors to publish at `now`: the roots of the prepared and active CAs and of
+/// old CAs that have not expired, without duplicates, active first.
+pub fn bundle_roots(journal: &Journal, now: OffsetDateTime) -> Vec<CertificateDer<'static>> {
+    let mut ordered: Vec<&JournalEntry> = journal.active().into_iter().collect();
+    ordered.extend(journal.prepared());
+    ordered.extend(
+        journal
+            .entries
+            .iter()
+            .filter(|e| e.status == CaStatus::Old && e.not_after > now),
+    );
+    let mut roots: Vec<CertificateDer<'static>> = Vec::new();
+    for e in ordered {
+        if !roots.contains(&e.root_cert) {
+            roots.push(e.root_cert.clone());
+        }
+    }
+    roots
+}
+
+mod pem_cert {
+    use rustls_pki_types::CertificateDer;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(c: &CertificateDer<'static>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&crate::pem::encode("CERTIFICATE", c))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<CertificateDer<'static>, D::Error> {
+        let s = String::deserialize(d)?;
+        let mut certs = crate::pem::decode_certs(s.as_bytes())
+            .map_err(|e| serde::de::Error::custom(format!("bad certificate PEM: {e:?}")))?;
+        if certs.len() != 1 {
+            return Err(serde::de::Error::custom("expected exactly one certificate"));
+        }
+        Ok(certs.remove(0))
+    }
+}
+
+mod pem_certs {
+    use rustls_pki_types::CertificateDer;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        certs: &[CertificateDer<'static>],
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(certs.iter().map(|c| crate::pem::encode("CERTIFICATE", c)))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Vec<CertificateDer<'static>>, D::Error> {
+        let pems = Vec::<String>::deserialize(d)?;
+        let mut out = Vec::with_capacity(pems.len());
+        for p in pems {
+            let mut certs = crate::pem::decode_certs(p.as_bytes())
+                .map_err(|e| serde::de::Error::custom(format!("bad certificate PEM: {e:?}")))?;
+            if certs.len() != 1 {
+                return Err(serde::de::Error::custom("expected exactly one certificate"));
+            }
+            out.push(certs.remove(0));
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+#[path = "rotation_tests.rs"]
+mod tests;

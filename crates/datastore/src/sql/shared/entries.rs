@@ -1,0 +1,424 @@
+//! Registration entries.
+
+use async_trait::async_trait;
+use sigil_spiffe::{SpiffeId, TrustDomain};
+use sqlx::QueryBuilder;
+
+use super::{Db, DbConn, DbRow, SqlStore, abandon, col};
+use crate::error::{Error, Result};
+use crate::model::{EntrySpec, ListEntriesFilter, Page, Pagination, RegistrationEntry};
+use crate::selector::{Selector, SelectorMatch};
+use crate::sql::{
+    CheckedEntry, check_entry, filter_selectors, filter_trust_domains, from_json, new_id,
+    page_after, parse_stored, to_json, to_u32, to_u64,
+};
+use crate::store::EntryStore;
+
+const WHAT: &str = "registration entry";
+
+/// The columns of an entry, prefixed by `e.`.
+const COLUMNS: &str = "e.seq, e.id, e.spiffe_id, e.parent_id, e.selectors, e.x509_svid_ttl, \
+     e.jwt_svid_ttl, e.dns_names, e.federates_with, e.admin, e.downstream, e.expires_at, e.hint, \
+     e.store_svid, e.revision_number, e.created_at";
+
+fn entry_from_row(row: &DbRow) -> Result<(i64, RegistrationEntry)> {
+    let spiffe_id: String = col(row, "spiffe_id")?;
+    let parent_id: String = col(row, "parent_id")?;
+    let selectors: String = col(row, "selectors")?;
+    let dns_names: String = col(row, "dns_names")?;
+    let federates_with: String = col(row, "federates_with")?;
+    let entry = RegistrationEntry {
+        id: col(row, "id")?,
+        spiffe_id: parse_stored("spiffe_id", &spiffe_id, SpiffeId::parse)?,
+        parent_id: parse_stored("parent_id", &parent_id, SpiffeId::parse)?,
+        selectors: from_json::<Vec<Selector>>("selectors", &selectors)?,
+        x509_svid_ttl: to_u32("x509_svid_ttl", col(row, "x509_svid_ttl")?)?,
+        jwt_svid_ttl: to_u32("jwt_svid_ttl", col(row, "jwt_svid_ttl")?)?,
+        dns_names: from_json("dns_names", &dns_names)?,
+        federates_with: from_json::<Vec<TrustDomain>>("federates_with", &federates_with)?,
+        admin: col(row, "admin")?,
+        downstream: col(row, "downstream")?,
+        expires_at: col(row, "expires_at")?,
+        hint: col(row, "hint")?,
+        store_svid: col(row, "store_svid")?,
+        revision_number: col(row, "revision_number")?,
+        created_at: col(row, "created_at")?,
+    };
+    Ok((col(row, "seq")?, entry))
+}
+
+fn count(v: usize) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// Inserts the selector and federation rows of entry `seq`.
+async fn insert_children(
+    conn: &mut DbConn,
+    seq: i64,
+    spec: &EntrySpec,
+) -> std::result::Result<(), sqlx::Error> {
+    let mut qb =
+        QueryBuilder::<Db>::new("INSERT INTO entry_selectors (entry_seq, sel_type, sel_value) ");
+    qb.push_values(&spec.selectors, |mut b, s| {
+        b.push_bind(seq)
+            .push_bind(s.r#type.clone())
+            .push_bind(s.value.clone());
+    });
+    qb.build().execute(&mut *conn).await?;
+    if !spec.federates_with.is_empty() {
+        let mut qb =
+            QueryBuilder::<Db>::new("INSERT INTO entry_federates_with (entry_seq, trust_domain) ");
+        qb.push_values(&spec.federates_with, |mut b, td| {
+            b.push_bind(seq).push_bind(td.as_str().to_owned());
+        });
+        qb.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// The id of the entry with this uniqueness key, if any.
+async fn existing_with_key(
+    conn: &mut DbConn,
+    unique_key: &str,
+) -> std::result::Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT id FROM entries WHERE unique_key = $1")
+        .bind(unique_key)
+        .fetch_optional(&mut *conn)
+        .await
+}
+
+impl SqlStore {
+    async fn write_entry(&self, id: Option<&str>, spec: EntrySpec) -> Result<RegistrationEntry> {
+        let CheckedEntry { spec, unique_key } = check_entry(spec)?;
+        let selectors = to_json(&spec.selectors)?;
+        let dns_names = to_json(&spec.dns_names)?;
+        let federates_with = to_json(&spec.federates_with)?;
+        let now = self.now();
+        let (mut tx, revision) = self.begin().await?;
+        let result: Result<RegistrationEntry> = async {
+            let existing = existing_with_key(&mut tx, &unique_key)
+                .await
+                .map_err(|e| self.err(e))?;
+            if let Some(existing) = existing.filter(|e| Some(e.as_str()) != id) {
+                return Err(Error::AlreadyExists {
+                    what: WHAT,
+                    id: existing,
+                });
+            }
+            let (entry_id, seq, created_at) = match id {
+                None => {
+                    let entry_id = new_id();
+                    let seq: i64 = sqlx::query_scalar(
+                        "INSERT INTO entries (id, unique_key, spiffe_id, parent_id, selectors, \
+                         selector_count, x509_svid_ttl, jwt_svid_ttl, dns_names, federates_with, \
+                         federates_count, admin, downstream, expires_at, hint, store_svid, \
+                         revision_number, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
+                         $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) RETURNING seq",
+                    )
+                    .bind(&entry_id)
+                    .bind(&unique_key)
+                    .bind(spec.spiffe_id.as_str())
+                    .bind(spec.parent_id.as_str())
+                    .bind(&selectors)
+                    .bind(count(spec.selectors.len()))
+                    .bind(i64::from(spec.x509_svid_ttl))
+                    .bind(i64::from(spec.jwt_svid_ttl))
+                    .bind(&dns_names)
+                    .bind(&federates_with)
+                    .bind(count(spec.federates_with.len()))
+                    .bind(spec.admin)
+                    .bind(spec.downstream)
+                    .bind(spec.expires_at)
+                    .bind(&spec.hint)
+                    .bind(spec.store_svid)
+                    .bind(revision)
+                    .bind(now)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(|e| self.err(e))?;
+                    (entry_id, seq, now)
+                }
+                Some(id) => {
+                    let row: Option<(i64, i64)> = sqlx::query_as(
+                        "UPDATE entries SET unique_key = $1, spiffe_id = $2, parent_id = $3, \
+                         selectors = $4, selector_count = $5, x509_svid_ttl = $6, \
+                         jwt_svid_ttl = $7, dns_names = $8, federates_with = $9, \
+                         federates_count = $10, admin = $11, downstream = $12, expires_at = $13, \
+                         hint = $14, store_svid = $15, revision_number = $16 WHERE id = $17 \
+                         RETURNING seq, created_at",
+                    )
+                    .bind(&unique_key)
+                    .bind(spec.spiffe_id.as_str())
+                    .bind(spec.parent_id.as_str())
+                    .bind(&selectors)
+                    .bind(count(spec.selectors.len()))
+                    .bind(i64::from(spec.x509_svid_ttl))
+                    .bind(i64::from(spec.jwt_svid_ttl))
+                    .bind(&dns_names)
+                    .bind(&federates_with)
+                    .bind(count(spec.federates_with.len()))
+                    .bind(spec.admin)
+                    .bind(spec.downstream)
+                    .bind(spec.expires_at)
+                    .bind(&spec.hint)
+                    .bind(spec.store_svid)
+                    .bind(revision)
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(|e| self.err(e))?;
+                    let Some((seq, created_at)) = row else {
+                        return Err(Error::NotFound {
+                            what: WHAT,
+                            id: id.to_owned(),
+                        });
+                    };
+                    for table in ["entry_selectors", "entry_federates_with"] {
+                        sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "DELETE FROM {table} WHERE entry_seq = $1"
+                        )))
+                        .bind(seq)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| self.err(e))?;
+                    }
+                    (id.to_owned(), seq, created_at)
+                }
+            };
+            insert_children(&mut tx, seq, &spec)
+                .await
+                .map_err(|e| self.err(e))?;
+            Ok(RegistrationEntry {
+                id: entry_id,
+                spiffe_id: spec.spiffe_id,
+                parent_id: spec.parent_id,
+                selectors: spec.selectors,
+                x509_svid_ttl: spec.x509_svid_ttl,
+                jwt_svid_ttl: spec.jwt_svid_ttl,
+                dns_names: spec.dns_names,
+                federates_with: spec.federates_with,
+                admin: spec.admin,
+                downstream: spec.downstream,
+                expires_at: spec.expires_at,
+                hint: spec.hint,
+                store_svid: spec.store_svid,
+                revision_number: revision,
+                created_at,
+            })
+        }
+        .await;
+        match result {
+            Ok(entry) => {
+                self.commit(tx).await?;
+                Ok(entry)
+            }
+            Err(e) => {
+                abandon(tx).await;
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Appends the selector-set condition: a join on the per-entry count of matching rows in
+/// `table` (`entry_selectors` or `entry_federates_with`), compared as `how` asks with the
+/// entry's own count in `count_column`.
+fn push_set_match(
+    qb: &mut QueryBuilder<Db>,
+    alias: &str,
+    table: &str,
+    pairs: Vec<(String, Option<String>)>,
+    how: SelectorMatch,
+    count_column: &str,
+) -> String {
+    let n = count(pairs.len());
+    qb.push(format!(
+        " JOIN (SELECT entry_seq, COUNT(*) AS matched FROM {table} WHERE ("
+    ));
+    for (i, (first, second)) in pairs.into_iter().enumerate() {
+        if i > 0 {
+            qb.push(" OR ");
+        }
+        match second {
+            Some(value) => {
+                qb.push("(sel_type = ")
+                    .push_bind(first)
+                    .push(" AND sel_value = ");
+                qb.push_bind(value).push(")");
+            }
+            None => {
+                qb.push("trust_domain = ").push_bind(first);
+            }
+        }
+    }
+    qb.push(format!(
+        ") GROUP BY entry_seq) {alias} ON {alias}.entry_seq = e.seq"
+    ));
+    match how {
+        SelectorMatch::Any => String::new(),
+        SelectorMatch::Superset => format!(" AND {alias}.matched = {n}"),
+        SelectorMatch::Exact => format!(" AND {alias}.matched = {n} AND e.{count_column} = {n}"),
+        SelectorMatch::Subset => format!(" AND {alias}.matched = e.{count_column}"),
+    }
+}
+
+#[async_trait]
+impl EntryStore for SqlStore {
+    async fn create_entry(&self, spec: EntrySpec) -> Result<RegistrationEntry> {
+        self.write_entry(None, spec).await
+    }
+
+    async fn get_entry(&self, id: &str) -> Result<Option<RegistrationEntry>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM entries e WHERE e.id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        row.map(|r| entry_from_row(&r).map(|(_, e)| e)).transpose()
+    }
+
+    async fn update_entry(&self, id: &str, spec: EntrySpec) -> Result<RegistrationEntry> {
+        self.write_entry(Some(id), spec).await
+    }
+
+    async fn delete_entry(&self, id: &str) -> Result<RegistrationEntry> {
+        let (mut tx, _) = self.begin().await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM entries WHERE id = $1 RETURNING {}",
+            COLUMNS.replace("e.", "")
+        )))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await;
+        match row {
+            Ok(Some(row)) => {
+                let (_, entry) = entry_from_row(&row)?;
+                self.commit(tx).await?;
+                Ok(entry)
+            }
+            Ok(None) => {
+                abandon(tx).await;
+                Err(Error::NotFound {
+                    what: WHAT,
+                    id: id.to_owned(),
+                })
+            }
+            Err(e) => {
+                abandon(tx).await;
+                Err(self.err(e))
+            }
+        }
+    }
+
+    async fn list_entries(
+        &self,
+        filter: &ListEntriesFilter,
+        page: &Pagination,
+    ) -> Result<Page<RegistrationEntry>> {
+        let after = page_after(page.page_token.as_deref())?;
+        let mut qb = QueryBuilder::<Db>::new(format!("SELECT {COLUMNS} FROM entries e"));
+        let mut set_conditions = String::new();
+        if let Some((selectors, how)) = &filter.by_selectors {
+            let pairs = filter_selectors("entries", selectors)?
+                .into_iter()
+                .map(|s| (s.r#type, Some(s.value)))
+                .collect();
+            set_conditions += &push_set_match(
+                &mut qb,
+                "ms",
+                "entry_selectors",
+                pairs,
+                *how,
+                "selector_count",
+            );
+        }
+        if let Some((tds, how)) = &filter.by_federates_with {
+            let pairs = filter_trust_domains(tds)?
+                .into_iter()
+                .map(|td| (td.as_str().to_owned(), None))
+                .collect();
+            set_conditions += &push_set_match(
+                &mut qb,
+                "mf",
+                "entry_federates_with",
+                pairs,
+                *how,
+                "federates_count",
+            );
+        }
+        qb.push(" WHERE e.seq > ").push_bind(after);
+        qb.push(set_conditions);
+        if let Some(id) = &filter.by_spiffe_id {
+            qb.push(" AND e.spiffe_id = ")
+                .push_bind(id.as_str().to_owned());
+        }
+        if let Some(id) = &filter.by_parent_id {
+            qb.push(" AND e.parent_id = ")
+                .push_bind(id.as_str().to_owned());
+        }
+        if let Some(hint) = &filter.by_hint {
+            qb.push(" AND e.hint = ").push_bind(hint.clone());
+        }
+        if let Some(downstream) = filter.by_downstream {
+            qb.push(" AND e.downstream = ").push_bind(downstream);
+        }
+        qb.push(" ORDER BY e.seq");
+        if page.page_size > 0 {
+            qb.push(" LIMIT ").push_bind(i64::from(page.page_size) + 1);
+        }
+        let rows = qb
+            .build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        let mut items = Vec::with_capacity(rows.len());
+        let mut last_seq = 0;
+        let mut more = false;
+        for row in &rows {
+            if page.page_size > 0 && items.len() == page.page_size as usize {
+                more = true;
+                break;
+            }
+            let (seq, entry) = entry_from_row(row)?;
+            last_seq = seq;
+            items.push(entry);
+        }
+        Ok(Page {
+            items,
+            next_page_token: more.then(|| last_seq.to_string()),
+        })
+    }
+
+    async fn count_entries(&self) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM entries")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        to_u64("entry count", n)
+    }
+
+    async fn prune_entries(&self, expires_before: i64) -> Result<u64> {
+        let (mut tx, _) = self.begin().await?;
+        let done =
+            sqlx::query("DELETE FROM entries WHERE expires_at IS NOT NULL AND expires_at < $1")
+                .bind(expires_before)
+                .execute(&mut *tx)
+                .await;
+        match done {
+            Ok(done) if done.rows_affected() > 0 => {
+                self.commit(tx).await?;
+                Ok(done.rows_affected())
+            }
+            Ok(_) => {
+                abandon(tx).await;
+                Ok(0)
+            }
+            Err(e) => {
+                abandon(tx).await;
+                Err(self.err(e))
+            }
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! The datastore seams: one small trait per kind of record, and [`DataStore`] that bundles them.
+//!
+//! All traits are object safe; the server holds an `Arc<dyn DataStore>` and may hand out
+//! `Arc<dyn EntryStore>` and friends (trait upcasting) to components that need only one part.
+//!
+//! Conventions: `get_*` returns `Ok(None)` for a missing record; updates and deletes of a missing
+//! record return [`Error::NotFound`](crate::Error::NotFound); deletes return the deleted record.
+//! Every write that touches several rows runs in one transaction.
+
+use async_trait::async_trait;
+use sigil_spiffe::{SpiffeId, TrustDomain};
+
+use crate::error::{Backend, Result};
+use crate::model::{
+    AgentSerials, AttestedAgent, EntrySpec, IssuedCert, JoinToken, ListAgentsFilter,
+    ListEntriesFilter, NewAgent, Page, Pagination, RegistrationEntry, StoredBundle,
+};
+use crate::selector::Selector;
+
+/// Registration entries.
+#[async_trait]
+pub trait EntryStore: Send + Sync {
+    /// Creates an entry with a new id. Fails with `AlreadyExists` (carrying the existing entry's
+    /// id) when an entry with the same SPIFFE ID, parent ID and selector set exists, and with
+    /// `Invalid` for an entry without selectors, with a bad selector, or for a trust domain ID.
+    async fn create_entry(&self, spec: EntrySpec) -> Result<RegistrationEntry>;
+
+    async fn get_entry(&self, id: &str) -> Result<Option<RegistrationEntry>>;
+
+    /// Replaces every caller-settable field of entry `id`; the same checks as create apply.
+    async fn update_entry(&self, id: &str, spec: EntrySpec) -> Result<RegistrationEntry>;
+
+    async fn delete_entry(&self, id: &str) -> Result<RegistrationEntry>;
+
+    /// Lists entries matching `filter` in creation order, a page at a time (SPIRE's ListEntries).
+    async fn list_entries(
+        &self,
+        filter: &ListEntriesFilter,
+        page: &Pagination,
+    ) -> Result<Page<RegistrationEntry>>;
+
+    async fn count_entries(&self) -> Result<u64>;
+
+    /// Deletes entries whose `expires_at` is before `expires_before`; returns how many.
+    async fn prune_entries(&self, expires_before: i64) -> Result<u64>;
+}
+
+/// Attested agents and node selectors.
+#[async_trait]
+pub trait AgentStore: Send + Sync {
+    /// Records a newly attested agent and replaces its node selectors. `AlreadyExists` if an
+    /// agent with this SPIFFE ID is recorded.
+    async fn create_agent(&self, agent: NewAgent) -> Result<AttestedAgent>;
+
+    async fn get_agent(&self, id: &SpiffeId) -> Result<Option<AttestedAgent>>;
+
+    async fn list_agents(
+        &self,
+        filter: &ListAgentsFilter,
+        page: &Pagination,
+    ) -> Result<Page<AttestedAgent>>;
+
+    /// Replaces the agent's SVID serials (renewal and rotation).
+    async fn update_agent_serials(
+        &self,
+        id: &SpiffeId,
+        serials: AgentSerials,
+    ) -> Result<AttestedAgent>;
+
+    /// Bans (or unbans) an agent. A banned agent keeps its record so that it cannot renew or
+    /// re-attest until it is deleted (evicted).
+    async fn set_agent_banned(&self, id: &SpiffeId, banned: bool) -> Result<AttestedAgent>;
+
+    /// Evicts an agent: deletes its record and its node selectors.
+    async fn delete_agent(&self, id: &SpiffeId) -> Result<AttestedAgent>;
+
+    /// Replaces the node selectors of `id` (the agent need not be recorded yet).
+    async fn set_node_selectors(&self, id: &SpiffeId, selectors: Vec<Selector>) -> Result<()>;
+
+    /// The node selectors of `id`, sorted; empty when none are set.
+    async fn get_node_selectors(&self, id: &SpiffeId) -> Result<Vec<Selector>>;
+}
+
+/// Join tokens.
+#[async_trait]
+pub trait JoinTokenStore: Send + Sync {
+    /// `AlreadyExists` when the token value is taken.
+    async fn create_join_token(&self, token: JoinToken) -> Result<()>;
+
+    async fn get_join_token(&self, token: &str) -> Result<Option<JoinToken>>;
+
+    /// Uses a token up: deletes it and returns it, in one atomic statement, so of two concurrent
+    /// consumers exactly one succeeds. `NotFound` if there is no such token (never existed or
+    /// already used); `Expired` if `now >= expires_at` (the token is deleted all the same).
+    async fn consume_join_token(&self, token: &str, now: i64) -> Result<JoinToken>;
+
+    /// Deletes tokens with `expires_at <= now`; returns how many.
+    async fn prune_join_tokens(&self, now: i64) -> Result<u64>;
+}
+
+/// Trust bundles, own and federated.
+#[async_trait]
+pub trait BundleStore: Send + Sync {
+    /// Creates or replaces the bundle of `trust_domain`; the sequence becomes 1 or grows by one.
+    async fn set_bundle(&self, trust_domain: &TrustDomain, data: Vec<u8>) -> Result<StoredBundle>;
+
+    /// Replaces the bundle only if its stored sequence is `expected_sequence` (compare and swap);
+    /// `Conflict` otherwise. `expected_sequence == 0` means "create, it must not exist yet".
+    /// `NotFound` when there is no bundle and `expected_sequence != 0`.
+    async fn update_bundle(
+        &self,
+        trust_domain: &TrustDomain,
+        data: Vec<u8>,
+        expected_sequence: u64,
+    ) -> Result<StoredBundle>;
+
+    async fn get_bundle(&self, trust_domain: &TrustDomain) -> Result<Option<StoredBundle>>;
+
+    /// Every bundle, ordered by trust domain.
+    async fn list_bundles(&self) -> Result<Vec<StoredBundle>>;
+
+    async fn delete_bundle(&self, trust_domain: &TrustDomain) -> Result<StoredBundle>;
+}
+
+/// The CA journal of each server: an opaque JSON blob.
+#[async_trait]
+pub trait CaJournalStore: Send + Sync {
+    async fn get_ca_journal(&self, server_id: &str) -> Result<Option<Vec<u8>>>;
+
+    async fn set_ca_journal(&self, server_id: &str, data: Vec<u8>) -> Result<()>;
+}
+
+/// The log of issued certificates.
+#[async_trait]
+pub trait IssuedCertStore: Send + Sync {
+    /// Records a certificate (serial normalized, see [`crate::normalize_serial`]);
+    /// `AlreadyExists` when that serial is already recorded.
+    async fn record_issued(&self, cert: IssuedCert) -> Result<()>;
+
+    /// Looks a serial up (in any hex form `normalize_serial` accepts).
+    async fn get_issued(&self, serial_hex: &str) -> Result<Option<IssuedCert>>;
+
+    async fn count_issued(&self) -> Result<u64>;
+
+    /// Deletes records of certificates that expired before `before` (`not_after < before`).
+    async fn prune_issued(&self, before: i64) -> Result<u64>;
+}
+
+/// The whole datastore.
+#[async_trait]
+pub trait DataStore:
+    EntryStore + AgentStore + JoinTokenStore + BundleStore + CaJournalStore + IssuedCertStore
+{
+    fn backend(&self) -> Backend;
+
+    /// The store-wide revision: grows by one with every change to an entry, agent (including
+    /// node selectors) or bundle, in the same transaction as the change.
+    async fn revision(&self) -> Result<i64>;
+
+    /// Closes every connection (SQLite checkpoints its WAL). Later calls fail with `Unavailable`.
+    async fn close(&self);
+}

@@ -1,0 +1,23 @@
+//! Generated protocol code: Sigil's node API (agent ↔ server) and admin API (CLI ↔ server).
+
+#![allow(clippy::all, clippy::pedantic, missing_docs, unused_qualifications)]
+
+/// Modules nested as the proto packages are, so cross-package references resolve.
+pub mod sigil {
+    pub mod node {
+        pub mod v1 {
+            tonic::include_proto!("sigil.node.v1");
+        }
+    }
+    pub mod admin {
+        pub mod v1 {
+            tonic::include_proto!("sigil.admin.v1");
+        }
+    }
+}
+
+/// The node API (agents → server).
+pub use sigil::node::v1 as node;
+
+/// The admin API (CLI → server, over the admin Unix socket).
+pub use sigil::admin::v1 as admin;

@@ -1,0 +1,299 @@
+//! The server's side of the CA: the [`CaManager`] (pure lifecycle, key files) wired to the
+//! datastore (the journal per replica, the shared own bundle) and to the node API's TLS.
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use sigil_ca::{CaConfig, CaError, CaManager, CaSource, Journal, KeyType, SvidRequest};
+use sigil_datastore::{DataStore, Error as DsError};
+use sigil_spiffe::{Bundle, SpiffeId, TrustDomain};
+use time::OffsetDateTime;
+use tracing::{info, warn};
+
+use crate::config::{ServerConfig, UpstreamCa};
+use crate::state::now_unix;
+
+/// A certificate the server signed.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    /// Leaf first, then intermediates (never the root), DER.
+    pub chain: Vec<Vec<u8>>,
+    pub serial_hex: String,
+    pub not_after: i64,
+}
+
+/// How long the published bundle tells relying parties to wait before polling again.
+const REFRESH_HINT: Duration = Duration::from_secs(300);
+
+struct ServerCert {
+    not_before: i64,
+    not_after: i64,
+}
+
+pub struct CaHandle {
+    td: TrustDomain,
+    server_id: String,
+    ds: Arc<dyn DataStore>,
+    manager: Mutex<CaManager>,
+    /// The own trust domain's roots as published (every replica's), refreshed from the store.
+    trusted: RwLock<Vec<CertificateDer<'static>>>,
+    server_cert: Mutex<Option<ServerCert>>,
+}
+
+fn now_odt() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
+}
+
+impl CaHandle {
+    /// Loads this replica's CA from its journal (or creates the first CA), persists the
+    /// journal, and publishes the roots in the own bundle.
+    pub async fn init(
+        cfg: &ServerConfig,
+        server_id: &str,
+        ds: Arc<dyn DataStore>,
+    ) -> anyhow::Result<Self> {
+        let key_type: KeyType = cfg
+            .ca_key_type
+            .parse()
+            .map_err(|e: CaError| anyhow!("--ca-key-type {:?}: {e}", cfg.ca_key_type))?;
+        let mut ca_cfg = CaConfig::new(
+            cfg.trust_domain.clone(),
+            cfg.data_dir.join("ca").join(server_id),
+        );
+        ca_cfg.key_type = key_type;
+        ca_cfg.ca_ttl = cfg.ca_ttl;
+        ca_cfg.source = match &cfg.upstream {
+            UpstreamCa::SelfSigned => CaSource::SelfSigned,
+            UpstreamCa::Disk { cert, key } => {
+                CaSource::Upstream(sigil_ca::upstream::UpstreamFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    bundle: None,
+                })
+            }
+        };
+        let journal = match ds
+            .get_ca_journal(server_id)
+            .await
+            .context("cannot read the CA journal")?
+        {
+            None => None,
+            Some(bytes) => {
+                let text = String::from_utf8(bytes)
+                    .map_err(|_| anyhow!("the CA journal of {server_id} is not UTF-8"))?;
+                Some(Journal::from_json(&text).with_context(|| {
+                    format!("the CA journal of server {server_id} is unreadable")
+                })?)
+            }
+        };
+        let fresh = journal.is_none();
+        let (manager, change) = CaManager::load_or_init(ca_cfg, journal, now_odt())
+            .map_err(|e| anyhow!("cannot load the CA of server {server_id}: {e}"))?;
+        let handle = CaHandle {
+            td: cfg.trust_domain.clone(),
+            server_id: server_id.to_owned(),
+            ds,
+            manager: Mutex::new(manager),
+            trusted: RwLock::new(Vec::new()),
+            server_cert: Mutex::new(None),
+        };
+        if change.is_some() || fresh {
+            handle.persist_journal().await?;
+            info!(server_id, "created a new CA");
+        }
+        // Catch up on rotations that fell due while the server was down.
+        handle.rotate().await?;
+        handle.publish_bundle().await?;
+        Ok(handle)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CaManager> {
+        self.manager.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn persist_journal(&self) -> anyhow::Result<()> {
+        let json = self.lock().journal().to_json();
+        self.ds
+            .set_ca_journal(&self.server_id, json.into_bytes())
+            .await
+            .context("cannot persist the CA journal")
+    }
+
+    /// Applies due prepare/activate/prune steps; true when anything changed.
+    async fn rotate(&self) -> anyhow::Result<bool> {
+        let change = self
+            .lock()
+            .tick(now_odt())
+            .map_err(|e| anyhow!("CA rotation failed: {e}"))?;
+        let Some(change) = change else {
+            return Ok(false);
+        };
+        for ev in &change.events {
+            info!(server_id = %self.server_id, event = ?ev, "CA lifecycle");
+        }
+        self.persist_journal().await?;
+        Ok(true)
+    }
+
+    /// Merges this replica's roots into the stored own bundle (compare-and-swap, so replicas
+    /// never overwrite each other), drops expired roots, and refreshes the trusted set.
+    async fn publish_bundle(&self) -> anyhow::Result<bool> {
+        let now = now_odt();
+        let mine = self.lock().bundle_roots(now);
+        for _ in 0..10 {
+            let stored = self
+                .ds
+                .get_bundle(&self.td)
+                .await
+                .context("cannot read the own bundle")?;
+            let (mut bundle, seq) = match &stored {
+                Some(s) => (
+                    Bundle::from_spiffe_json(self.td.clone(), &s.data).map_err(|e| {
+                        anyhow!("the stored bundle of {} is unreadable: {e}", self.td)
+                    })?,
+                    s.sequence,
+                ),
+                None => (Bundle::new(self.td.clone()), 0),
+            };
+            let before: Vec<Vec<u8>> = bundle
+                .x509_authorities()
+                .iter()
+                .map(|c| c.to_vec())
+                .collect();
+            for r in &mine {
+                bundle
+                    .add_x509_authority(r.clone())
+                    .map_err(|e| anyhow!("CA root rejected: {e}"))?;
+            }
+            for old in before.iter().filter(|d| expired(d, now.unix_timestamp())) {
+                bundle.remove_x509_authority(old);
+            }
+            let after: Vec<Vec<u8>> = bundle
+                .x509_authorities()
+                .iter()
+                .map(|c| c.to_vec())
+                .collect();
+            *self.trusted.write().unwrap_or_else(|p| p.into_inner()) =
+                bundle.x509_authorities().to_vec();
+            if after == before && stored.is_some() {
+                return Ok(false);
+            }
+            bundle.set_sequence_number(Some(seq + 1));
+            bundle.set_refresh_hint(Some(REFRESH_HINT));
+            match self
+                .ds
+                .update_bundle(&self.td, bundle.to_spiffe_json(), seq)
+                .await
+            {
+                Ok(_) => {
+                    info!(
+                        roots = after.len(),
+                        sequence = seq + 1,
+                        "own trust bundle published"
+                    );
+                    return Ok(true);
+                }
+                Err(DsError::Conflict { .. }) => continue,
+                Err(e) => return Err(e).context("cannot publish the own bundle"),
+            }
+        }
+        Err(anyhow!(
+            "the own bundle kept changing concurrently; will retry"
+        ))
+    }
+
+    /// Periodic upkeep; true when the node API's TLS config must be rebuilt.
+    pub async fn maintain(&self) -> anyhow::Result<bool> {
+        let rotated = self.rotate().await?;
+        let roots_changed = self.publish_bundle().await? || rotated;
+        let renew = match &*self.server_cert.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(c) => now_unix() >= c.not_before + (c.not_after - c.not_before) / 2,
+            None => true,
+        };
+        if roots_changed {
+            // Other replicas' roots may have changed the trusted set too.
+            return Ok(true);
+        }
+        Ok(renew)
+    }
+
+    /// Signs an X.509-SVID for the key in `csr` with the active CA.
+    pub fn sign_svid(
+        &self,
+        csr: &[u8],
+        id: &SpiffeId,
+        dns: &[String],
+        ttl: Duration,
+    ) -> Result<Issued, CaError> {
+        let active = self.lock().active().ok_or(CaError::NoActiveCa)?;
+        let req = SvidRequest::new(id.clone(), ttl).with_dns_names(dns.iter().cloned());
+        let c = active.sign_csr(csr, &req, now_odt())?;
+        Ok(issued(c))
+    }
+
+    /// The roots of the own trust domain, as published.
+    pub fn trusted_roots(&self) -> Vec<CertificateDer<'static>> {
+        self.trusted
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn active_not_after(&self) -> Option<i64> {
+        self.lock().active_not_after().map(|t| t.unix_timestamp())
+    }
+
+    /// A fresh TLS config for the node API: a new server SVID
+    /// (`spiffe://<td>/spire/server`) and the current roots for optional client SVIDs.
+    pub fn server_tls_config(&self) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+        let id = SpiffeId::parse(&crate::authz::server_id(&self.td))?;
+        let active = self
+            .lock()
+            .active()
+            .ok_or_else(|| anyhow!("the CA has no active key"))?;
+        let req = SvidRequest::new(id, Duration::from_secs(3600));
+        let c = active.sign_public_key(
+            &rcgen::PublicKeyData::subject_public_key_info(&key),
+            &req,
+            now_odt(),
+        )?;
+        *self.server_cert.lock().unwrap_or_else(|p| p.into_inner()) = Some(ServerCert {
+            not_before: c.not_before.unix_timestamp(),
+            not_after: c.not_after.unix_timestamp(),
+        });
+        let bundle = Bundle::from_x509_authorities(self.td.clone(), self.trusted_roots())?;
+        let mut set = sigil_spiffe::BundleSet::new();
+        set.insert(bundle);
+        let verifier = Arc::new(sigil_tls::SpiffeClientVerifier::new(set, true));
+        let mut cfg = rustls::ServerConfig::builder_with_provider(sigil_tls::provider())
+            .with_safe_default_protocol_versions()?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(
+                c.chain,
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+            )?;
+        cfg.alpn_protocols = vec![b"h2".to_vec()];
+        Ok(Arc::new(cfg))
+    }
+}
+
+fn issued(c: sigil_ca::IssuedCert) -> Issued {
+    Issued {
+        chain: c.chain.iter().map(|d| d.to_vec()).collect(),
+        serial_hex: sigil_datastore::normalize_serial(&c.serial_hex).unwrap_or(c.serial_hex),
+        not_after: c.not_after.unix_timestamp(),
+    }
+}
+
+fn expired(der: &[u8], now: i64) -> bool {
+    match x509_parser::parse_x509_certificate(der) {
+        Ok((_, c)) => c.validity().not_after.timestamp() < now,
+        Err(e) => {
+            warn!(error = %e, "unparsable root in the own bundle; dropping it");
+            true
+        }
+    }
+}

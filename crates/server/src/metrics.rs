@@ -1,0 +1,151 @@
+//! Prometheus metrics of the server, registered once, served off the data path on a local
+//! address (default 127.0.0.1:9988).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SvidLabels {
+    /// `x509-svid` or `agent-svid`.
+    pub kind: String,
+    /// `ok`, or why it was refused: `unauthorized`, `bad_csr`, `not_found`, `error`.
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AttestLabels {
+    /// `join_token` or `x509pop`.
+    pub method: String,
+    /// `ok` or the reason of the refusal.
+    pub result: String,
+}
+
+/// The server's metrics.
+pub struct Metrics {
+    registry: Registry,
+    pub svids: Family<SvidLabels, Counter>,
+    pub attestations: Family<AttestLabels, Counter>,
+    /// notAfter (unix seconds) of the active signing CA.
+    pub ca_expiry: Gauge,
+    pub entries: Gauge,
+    pub agents: Gauge,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("sigil_server");
+        let svids = Family::<SvidLabels, Counter>::default();
+        registry.register(
+            "svids_issued",
+            "SVIDs signed or refused, by kind and result",
+            svids.clone(),
+        );
+        let attestations = Family::<AttestLabels, Counter>::default();
+        registry.register(
+            "node_attestations",
+            "Agent attestations, by method and result",
+            attestations.clone(),
+        );
+        let ca_expiry = Gauge::default();
+        registry.register(
+            "ca_expiry_timestamp_seconds",
+            "notAfter of the active X.509 signing CA, unix seconds",
+            ca_expiry.clone(),
+        );
+        let entries = Gauge::default();
+        registry.register(
+            "entries",
+            "Registration entries in the datastore",
+            entries.clone(),
+        );
+        let agents = Gauge::default();
+        registry.register("agents", "Attested agents in the datastore", agents.clone());
+        Metrics {
+            registry,
+            svids,
+            attestations,
+            ca_expiry,
+            entries,
+            agents,
+        }
+    }
+
+    pub fn svid(&self, kind: &str, result: &str) {
+        self.svids
+            .get_or_create(&SvidLabels {
+                kind: kind.into(),
+                result: result.into(),
+            })
+            .inc();
+    }
+
+    pub fn attestation(&self, method: &str, result: &str) {
+        self.attestations
+            .get_or_create(&AttestLabels {
+                method: method.into(),
+                result: result.into(),
+            })
+            .inc();
+    }
+
+    /// The text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Serves `/metrics` until the task is dropped.
+pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let metrics = metrics.clone();
+                async move {
+                    let resp = match req.uri().path() {
+                        "/metrics" => Response::builder()
+                            .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
+                            .body(Full::new(Bytes::from(metrics.encode()))),
+                        _ => Response::builder()
+                            .status(404)
+                            .body(Full::new(Bytes::from_static(b"not found; try /metrics\n"))),
+                    };
+                    Ok::<_, Infallible>(resp.unwrap_or_default())
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tcp), svc)
+                .await;
+        });
+    }
+}
+
+/// Binds the metrics listener. The default address is loopback; a wider one is the
+/// operator's explicit choice.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}

@@ -1,0 +1,453 @@
+//! The node API end to end, in process: a real server on loopback, real TLS, a real SQLite
+//! file; agents attest by join token and x509pop and get workload SVIDs signed.
+
+use std::path::Path;
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::{CertificateDer, UnixTime};
+use sigil_proto::admin::admin_client::AdminClient;
+use sigil_proto::admin::{self as api};
+use sigil_proto::node::{self as pb};
+use sigil_server::config::{FileConfig, ServerConfig};
+use sigil_server::node_client::{self, Identity};
+use sigil_spiffe::{Bundle, SpiffeId, TrustDomain, Usage, verify_x509_svid};
+use tonic::transport::{Channel, Endpoint, Uri};
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    bound: sigil_server::Bound,
+    admin: AdminClient<Channel>,
+    td: TrustDomain,
+}
+
+async fn admin_client(sock: &Path) -> AdminClient<Channel> {
+    let p = sock.to_owned();
+    let ch = Endpoint::try_from("http://[::]:0")
+        .unwrap()
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let p = p.clone();
+            async move {
+                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(p).await?))
+            }
+        }))
+        .await
+        .unwrap();
+    AdminClient::new(ch)
+}
+
+async fn start(extra: impl FnOnce(&mut FileConfig, &Path)) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let mut f = FileConfig {
+        data_dir: Some(dir.path().to_owned()),
+        bind_address: Some("127.0.0.1".parse().unwrap()),
+        bind_port: Some(0),
+        metrics_address: Some("off".into()),
+        ..Default::default()
+    };
+    extra(&mut f, dir.path());
+    let cfg = ServerConfig::resolve(f).unwrap();
+    let td = cfg.trust_domain.clone();
+    let bound = sigil_server::build(cfg).await.unwrap();
+    let admin = admin_client(&bound.admin_socket).await;
+    Harness {
+        _dir: dir,
+        bound,
+        admin,
+        td,
+    }
+}
+
+impl Harness {
+    async fn roots(&mut self) -> Vec<CertificateDer<'static>> {
+        let b = self
+            .admin
+            .get_bundle(api::GetBundleRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        b.x509_authorities
+            .into_iter()
+            .map(CertificateDer::from)
+            .collect()
+    }
+
+    async fn client(
+        &mut self,
+        id: Option<&Identity>,
+    ) -> sigil_proto::node::node_client::NodeClient<Channel> {
+        let roots = self.roots().await;
+        node_client::connect(self.bound.node_addr, &self.td, roots, id)
+            .await
+            .unwrap()
+    }
+
+    async fn token(&mut self, ttl: i32, spiffe_id: &str) -> String {
+        let req = api::GenerateJoinTokenRequest {
+            ttl,
+            spiffe_id: spiffe_id.into(),
+        };
+        self.admin
+            .generate_join_token(req)
+            .await
+            .unwrap()
+            .into_inner()
+            .token
+    }
+
+    async fn entry(
+        &mut self,
+        spiffe_id: &str,
+        parent: &str,
+        selectors: &[&str],
+        ttl: i32,
+    ) -> pb::Entry {
+        let selectors = selectors
+            .iter()
+            .map(|s| {
+                let (t, v) = s.split_once(':').unwrap();
+                pb::Selector {
+                    r#type: t.into(),
+                    value: v.into(),
+                }
+            })
+            .collect();
+        let e = pb::Entry {
+            spiffe_id: spiffe_id.into(),
+            parent_id: parent.into(),
+            selectors,
+            x509_svid_ttl: ttl,
+            ..Default::default()
+        };
+        self.admin
+            .create_entry(api::CreateEntryRequest { entry: Some(e) })
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    async fn verify(&mut self, chain: &[Vec<u8>]) -> sigil_spiffe::VerifiedSvid {
+        let roots = self.roots().await;
+        let b = Bundle::from_x509_authorities(self.td.clone(), roots).unwrap();
+        let chain: Vec<CertificateDer<'_>> = chain
+            .iter()
+            .map(|c| CertificateDer::from(c.as_slice()))
+            .collect();
+        verify_x509_svid(&chain, &b, UnixTime::now(), Usage::Any).unwrap()
+    }
+}
+
+fn csr() -> Vec<u8> {
+    node_client::new_key_and_csr().unwrap().csr_der
+}
+
+#[tokio::test]
+async fn join_token_agent_gets_only_its_entries_signed() {
+    let mut h = start(|_, _| {}).await;
+    let token = h.token(600, "").await;
+    let mut anon = h.client(None).await;
+    let agent = node_client::attest_join_token(&mut anon, &token)
+        .await
+        .unwrap();
+    assert_eq!(
+        agent.id.as_str(),
+        format!("spiffe://cluster.local/spire/agent/join_token/{token}")
+    );
+    let chain: Vec<Vec<u8>> = agent.identity.chain.iter().map(|c| c.to_vec()).collect();
+    assert_eq!(h.verify(&chain).await.id(), &agent.id);
+
+    // Single use: the same token again is refused and says why.
+    let again = node_client::attest_join_token(&mut anon, &token)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(again.code(), tonic::Code::PermissionDenied);
+    assert!(
+        again.message().contains("already used"),
+        "{}",
+        again.message()
+    );
+
+    let mine = h
+        .entry(
+            "spiffe://cluster.local/ns/payments/sa/billing",
+            agent.id.as_str(),
+            &["unix:uid:1000"],
+            600,
+        )
+        .await;
+    let other = h
+        .entry(
+            "spiffe://cluster.local/ns/payments/sa/other",
+            "spiffe://cluster.local/spire/agent/join_token/someone-else",
+            &["unix:uid:1001"],
+            0,
+        )
+        .await;
+
+    let mut c = h.client(Some(&agent.identity)).await;
+    let listed = c
+        .get_authorized_entries(pb::GetAuthorizedEntriesRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    assert_eq!(
+        listed.iter().map(|e| e.id.clone()).collect::<Vec<_>>(),
+        vec![mine.id.clone()]
+    );
+
+    let bad_csr = {
+        let mut c = csr();
+        let n = c.len();
+        c[n - 5] ^= 0xff; // break the CSR's self-signature
+        c
+    };
+    let resp = c
+        .batch_new_x509svid(pb::BatchNewX509svidRequest {
+            params: vec![
+                pb::NewX509svidParams {
+                    entry_id: mine.id.clone(),
+                    csr: csr(),
+                },
+                pb::NewX509svidParams {
+                    entry_id: other.id.clone(),
+                    csr: csr(),
+                },
+                pb::NewX509svidParams {
+                    entry_id: mine.id.clone(),
+                    csr: bad_csr,
+                },
+            ],
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .results;
+    assert_eq!(resp[0].error_code, 0, "{}", resp[0].error_message);
+    let v = h.verify(&resp[0].cert_chain).await;
+    assert_eq!(
+        v.id().as_str(),
+        "spiffe://cluster.local/ns/payments/sa/billing"
+    );
+    let now = sigil_server::state::now_unix() as u64;
+    assert!(
+        v.not_after() <= now + 600 && v.not_after() + 120 >= now + 600,
+        "TTL 600s not honoured: {}",
+        v.not_after()
+    );
+    assert_eq!(resp[1].error_code, tonic::Code::PermissionDenied as i32);
+    assert!(
+        resp[1].error_message.contains("someone-else"),
+        "{}",
+        resp[1].error_message
+    );
+    assert!(resp[1].cert_chain.is_empty());
+    assert_eq!(resp[2].error_code, tonic::Code::InvalidArgument as i32);
+    assert!(resp[2].cert_chain.is_empty());
+    h.bound.shutdown().await;
+}
+
+#[tokio::test]
+async fn expired_token_and_missing_client_cert_are_refused() {
+    let mut h = start(|_, _| {}).await;
+    let token = h.token(1, "").await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let mut anon = h.client(None).await;
+    let e = node_client::attest_join_token(&mut anon, &token)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied);
+    assert!(e.message().contains("expired"), "{}", e.message());
+    let e = anon
+        .get_authorized_entries(pb::GetAuthorizedEntriesRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unauthenticated);
+    let e = node_client::attest_join_token(&mut anon, "no-such-token")
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied);
+    h.bound.shutdown().await;
+}
+
+#[tokio::test]
+async fn renewal_retires_the_old_svid_and_eviction_and_ban_lock_out() {
+    let mut h = start(|_, _| {}).await;
+    let token = h.token(600, "spiffe://cluster.local/node/web-1").await;
+    let mut anon = h.client(None).await;
+    let agent = node_client::attest_join_token(&mut anon, &token)
+        .await
+        .unwrap();
+    // The token's -spiffeID aliased the agent: entries under the alias are authorized.
+    let via_alias = h
+        .entry(
+            "spiffe://cluster.local/app/web",
+            "spiffe://cluster.local/node/web-1",
+            &["unix:uid:33"],
+            0,
+        )
+        .await;
+    let mut old = h.client(Some(&agent.identity)).await;
+    let listed = old
+        .get_authorized_entries(pb::GetAuthorizedEntriesRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    assert!(listed.iter().any(|e| e.id == via_alias.id), "{listed:?}");
+
+    let (renewed, _) = node_client::renew(&mut old).await.unwrap();
+    // The old SVID keeps working until the new one is used...
+    old.get_authorized_entries(pb::GetAuthorizedEntriesRequest {})
+        .await
+        .unwrap();
+    let mut new = h.client(Some(&renewed)).await;
+    new.get_authorized_entries(pb::GetAuthorizedEntriesRequest {})
+        .await
+        .unwrap();
+    // ...then it is superseded.
+    let mut old_again = h.client(Some(&agent.identity)).await;
+    let e = old_again
+        .get_authorized_entries(pb::GetAuthorizedEntriesRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied);
+    assert!(e.message().contains("not its current"), "{}", e.message());
+
+    let req = api::GetAgentRequest {
+        spiffe_id: agent.id.to_string(),
+    };
+    h.admin.ban_agent(req.clone()).await.unwrap();
+    let e = new
+        .get_authorized_entries(pb::GetAuthorizedEntriesRequest {})
+        .await
+        .unwrap_err();
+    assert!(e.message().contains("banned"), "{}", e.message());
+    h.admin.evict_agent(req).await.unwrap();
+    let e = new
+        .get_authorized_entries(pb::GetAuthorizedEntriesRequest {})
+        .await
+        .unwrap_err();
+    assert!(e.message().contains("not attested"), "{}", e.message());
+    h.bound.shutdown().await;
+}
+
+/// A test PKI for x509pop: a node CA and a node certificate with CN `node-1`.
+fn node_pki(dir: &Path) -> (std::path::PathBuf, Vec<Vec<u8>>, rcgen::KeyPair) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "node CA");
+    ca_params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let node_key = rcgen::KeyPair::generate().unwrap();
+    let mut p = rcgen::CertificateParams::new(vec!["node-1.example".into()]).unwrap();
+    p.distinguished_name
+        .push(rcgen::DnType::CommonName, "node-1");
+    p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let leaf = p.signed_by(&node_key, &issuer).unwrap();
+    let path = dir.join("x509pop-ca.pem");
+    std::fs::write(&path, ca.pem()).unwrap();
+    (path, vec![leaf.der().to_vec()], node_key)
+}
+
+#[tokio::test]
+async fn x509pop_agent_is_matched_by_a_node_alias() {
+    let pki_dir = tempfile::tempdir().unwrap();
+    let (ca_path, chain, key) = node_pki(pki_dir.path());
+    let mut h = start(|f, _| f.x509pop_ca_bundle = Some(ca_path.clone())).await;
+    let mut anon = h.client(None).await;
+    let agent = node_client::attest_x509pop(&mut anon, chain.clone(), &key)
+        .await
+        .unwrap();
+    assert!(
+        agent.id.path().starts_with("/spire/agent/x509pop/"),
+        "{}",
+        agent.id
+    );
+    assert!(
+        agent
+            .selectors
+            .iter()
+            .any(|s| s.value == "subject:cn:node-1"),
+        "{:?}",
+        agent.selectors
+    );
+
+    // A node alias (parented to the server) with the agent's selector, and a workload under it.
+    h.entry(
+        "spiffe://cluster.local/nodes/web",
+        "spiffe://cluster.local/spire/server",
+        &["x509pop:subject:cn:node-1"],
+        0,
+    )
+    .await;
+    let w = h
+        .entry(
+            "spiffe://cluster.local/app/api",
+            "spiffe://cluster.local/nodes/web",
+            &["unix:uid:1"],
+            0,
+        )
+        .await;
+    let mut c = h.client(Some(&agent.identity)).await;
+    let res = c
+        .batch_new_x509svid(pb::BatchNewX509svidRequest {
+            params: vec![pb::NewX509svidParams {
+                entry_id: w.id.clone(),
+                csr: csr(),
+            }],
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .results;
+    assert_eq!(res[0].error_code, 0, "{}", res[0].error_message);
+    assert_eq!(
+        h.verify(&res[0].cert_chain).await.id(),
+        &SpiffeId::parse("spiffe://cluster.local/app/api").unwrap()
+    );
+
+    // x509pop agents may re-attest with the same certificate (same ID)...
+    let again = node_client::attest_x509pop(&mut anon, chain.clone(), &key)
+        .await
+        .unwrap();
+    assert_eq!(again.id, agent.id);
+    // ...but a wrong key cannot answer the challenge.
+    let wrong = rcgen::KeyPair::generate().unwrap();
+    let e = node_client::attest_x509pop(&mut anon, chain, &wrong)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied);
+    assert!(e.message().contains("signature"), "{}", e.message());
+    h.bound.shutdown().await;
+}
+
+#[tokio::test]
+async fn x509pop_is_refused_when_not_enabled() {
+    let pki_dir = tempfile::tempdir().unwrap();
+    let (_, chain, key) = node_pki(pki_dir.path());
+    let mut h = start(|_, _| {}).await;
+    let mut anon = h.client(None).await;
+    let e = node_client::attest_x509pop(&mut anon, chain, &key)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        e.message().contains("--x509pop-ca-bundle"),
+        "{}",
+        e.message()
+    );
+    h.bound.shutdown().await;
+}

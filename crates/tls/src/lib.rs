@@ -1,0 +1,236 @@
+//! rustls glue for SPIFFE identities: verifiers that check X.509-SVIDs against the bundle of the
+//! peer's trust domain, and config builders.
+//!
+//! Both verifiers do exactly what [`sigil_spiffe::verify_x509_svid`] lists (leaf rules, bundle
+//! of the peer's own trust domain, path validation, signing-cert rules), plus the handshake
+//! signature check; the server verifier additionally requires the peer's SPIFFE ID to be
+//! accepted by its [`IdMatcher`].
+
+use std::fmt;
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, Error, SignatureScheme};
+use sigil_spiffe::{BundleSet, SpiffeId, Usage, VerifyError, verify_x509_svid};
+
+/// The crypto provider Sigil uses everywhere (aws-lc-rs: fast P-256, X25519MLKEM768 first).
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// Which peer IDs a client accepts from a server.
+#[derive(Clone)]
+pub enum IdMatcher {
+    /// Exactly this ID.
+    Exact(SpiffeId),
+    /// One of these IDs.
+    OneOf(Vec<SpiffeId>),
+    /// Any ID of the trusted bundles.
+    Any,
+}
+
+impl IdMatcher {
+    pub fn accepts(&self, id: &SpiffeId) -> bool {
+        match self {
+            IdMatcher::Exact(want) => want == id,
+            IdMatcher::OneOf(ids) => ids.contains(id),
+            IdMatcher::Any => true,
+        }
+    }
+}
+
+impl fmt::Debug for IdMatcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IdMatcher::Exact(id) => write!(f, "{id}"),
+            IdMatcher::OneOf(ids) => f
+                .debug_list()
+                .entries(ids.iter().map(|i| i.as_str()))
+                .finish(),
+            IdMatcher::Any => f.write_str("any"),
+        }
+    }
+}
+
+fn to_rustls(e: VerifyError) -> Error {
+    use sigil_spiffe::ChainError as C;
+    let ce = match &e {
+        VerifyError::Chain {
+            source: C::Expired { .. },
+            ..
+        } => CertificateError::Expired,
+        VerifyError::Chain {
+            source: C::NotYetValid { .. },
+            ..
+        } => CertificateError::NotValidYet,
+        VerifyError::Chain {
+            source: C::UnknownIssuer,
+            ..
+        }
+        | VerifyError::NoBundle(_)
+        | VerifyError::EmptyBundle(_) => CertificateError::UnknownIssuer,
+        _ => CertificateError::Other(rustls::OtherError(Arc::new(e))),
+    };
+    Error::InvalidCertificate(ce)
+}
+
+fn algs(p: &CryptoProvider) -> WebPkiSupportedAlgorithms {
+    p.signature_verification_algorithms
+}
+
+/// Server side: verifies client SVIDs. With `optional`, clients without a certificate are let
+/// through (the application decides, e.g. the node API's attestation call).
+#[derive(Debug)]
+pub struct SpiffeClientVerifier {
+    bundles: BundleSet,
+    optional: bool,
+    algs: WebPkiSupportedAlgorithms,
+}
+
+impl SpiffeClientVerifier {
+    pub fn new(bundles: BundleSet, optional: bool) -> Self {
+        SpiffeClientVerifier {
+            bundles,
+            optional,
+            algs: algs(&provider()),
+        }
+    }
+}
+
+impl ClientCertVerifier for SpiffeClientVerifier {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        !self.optional
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, Error> {
+        let chain: Vec<CertificateDer<'_>> = std::iter::once(end_entity.clone())
+            .chain(intermediates.iter().cloned())
+            .collect();
+        match verify_x509_svid(&chain, &self.bundles, now, Usage::Client) {
+            Ok(_) => Ok(ClientCertVerified::assertion()),
+            Err(e) => {
+                tracing::debug!(reason = %e, "client SVID rejected");
+                Err(to_rustls(e))
+            }
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algs)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algs)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algs.supported_schemes()
+    }
+}
+
+/// Client side: verifies the server's SVID and that its ID is one we expect (secure naming).
+/// The TLS server name is not compared: identity is the SPIFFE ID.
+#[derive(Debug)]
+pub struct SpiffeServerVerifier {
+    bundles: BundleSet,
+    expected: IdMatcher,
+    algs: WebPkiSupportedAlgorithms,
+}
+
+impl SpiffeServerVerifier {
+    pub fn new(bundles: BundleSet, expected: IdMatcher) -> Self {
+        SpiffeServerVerifier {
+            bundles,
+            expected,
+            algs: algs(&provider()),
+        }
+    }
+}
+
+impl ServerCertVerifier for SpiffeServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, Error> {
+        let chain: Vec<CertificateDer<'_>> = std::iter::once(end_entity.clone())
+            .chain(intermediates.iter().cloned())
+            .collect();
+        let v = verify_x509_svid(&chain, &self.bundles, now, Usage::Server).map_err(to_rustls)?;
+        if !self.expected.accepts(v.id()) {
+            return Err(Error::InvalidCertificate(CertificateError::Other(
+                rustls::OtherError(Arc::new(UnexpectedId {
+                    got: v.id().clone(),
+                    want: self.expected.clone(),
+                })),
+            )));
+        }
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algs)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algs)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algs.supported_schemes()
+    }
+}
+
+/// The server presented a valid SVID with an ID we did not expect.
+#[derive(Debug)]
+pub struct UnexpectedId {
+    pub got: SpiffeId,
+    pub want: IdMatcher,
+}
+
+impl fmt::Display for UnexpectedId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "peer presented SPIFFE ID {}, expected {:?}",
+            self.got, self.want
+        )
+    }
+}
+
+impl std::error::Error for UnexpectedId {}
