@@ -19,7 +19,7 @@ use x509_parser::oid_registry::{OID_PKCS1_SHA1WITHRSA, OID_SHA1_WITH_RSA};
 use x509_parser::prelude::FromDer;
 
 use crate::error::CaError;
-use crate::signer::{RcgenKey, Signer};
+use crate::signer::{RcgenKey, SharedSigner, Signer};
 use crate::template::{self, CaSubject, Serial};
 use crate::x509::{self, SubjectKey};
 
@@ -76,6 +76,8 @@ pub struct X509Authority {
     /// `cert` (unless it is a self-signed root) followed by `intermediates`.
     chain_tail: Vec<CertificateDer<'static>>,
     signer: Arc<dyn Signer>,
+    /// `cert`'s name, key identifier and usages, parsed once for signing.
+    issuer: Arc<Issuer<'static, SharedSigner>>,
     not_before: OffsetDateTime,
     not_after: OffsetDateTime,
     subject_key_id: Vec<u8>,
@@ -135,12 +137,17 @@ impl X509Authority {
             chain_tail.push(cert.clone());
         }
         chain_tail.extend(intermediates.iter().cloned());
+        let issuer = Arc::new(Issuer::from_ca_cert_der(
+            &cert,
+            SharedSigner(signer.clone()),
+        )?);
         let authority = X509Authority {
             trust_domain,
             cert,
             intermediates,
             chain_tail,
             signer,
+            issuer,
             not_before,
             not_after,
             subject_key_id,
@@ -237,7 +244,7 @@ impl X509Authority {
         now: OffsetDateTime,
     ) -> Result<IssuedCert, CaError> {
         let csr = match X509CertificationRequest::from_der(csr_der) {
-            Ok((rest, csr)) if rest.is_empty() => csr,
+            Ok(([], csr)) => csr,
             Ok(_) => return Err(CaError::CsrMalformed("trailing bytes after the CSR".into())),
             Err(e) => return Err(CaError::CsrMalformed(e.to_string())),
         };
@@ -324,8 +331,7 @@ impl X509Authority {
         params: &CertificateParams,
         subject_key: &impl PublicKeyData,
     ) -> Result<CertificateDer<'static>, CaError> {
-        let issuer = Issuer::from_ca_cert_der(&self.cert, RcgenKey(&*self.signer))?;
-        Ok(params.signed_by(subject_key, &issuer)?.der().clone())
+        Ok(params.signed_by(subject_key, &*self.issuer)?.der().clone())
     }
 
     /// The authority's ID: its subject key identifier, lowercase hex (SPIRE's authority ID).

@@ -98,7 +98,7 @@ pub enum CaError {
     #[error("cannot read key file {path}: {source}")]
     KeyFileRead { path: PathBuf, source: io::Error },
     #[error(
-        "key file {path} has mode {mode:04o}, readable by group or others; run `chmod 600 {path}` \
+        "key file {path} has mode {mode:04o}, open to group or others; run `chmod 600 {path}` \
          (for a Kubernetes Secret volume set defaultMode: 0400)"
     )]
     KeyFilePermissions { path: PathBuf, mode: u32 },
@@ -184,14 +184,12 @@ pub enum CaError {
          {configured}; fix the configuration or use a fresh data directory"
     )]
     JournalTrustDomainMismatch { journal: String, configured: String },
-    #[error(
-        "{status} CA {id} cannot be loaded: {source}. Restore the key file from a backup; \
-         otherwise remove this server's CA journal (or its data directory) to start a new CA, \
-         after which agents must be re-bootstrapped with the new trust bundle"
-    )]
+    #[error("{status} CA {id} cannot be loaded: {source}. {hint}")]
     JournalKey {
         id: String,
         status: &'static str,
+        /// What the operator can do; depends on whether the CA has signed anything.
+        hint: &'static str,
         source: Box<CaError>,
     },
     #[error("the private key in {path} does not match the CA certificate it belongs to")]
@@ -216,6 +214,21 @@ pub enum CaError {
     Crypto(String),
     #[error("certificate encoding failed: {0}")]
     Encoding(String),
+}
+
+/// The advice for a CA key that cannot be loaded, by the CA's rotation status.
+pub(crate) fn journal_key_hint(status: crate::rotation::CaStatus) -> &'static str {
+    match status {
+        crate::rotation::CaStatus::Prepared => {
+            "Restore the key file from a backup, or delete this prepared entry from the server's \
+             CA journal: it has signed nothing and a new CA will be prepared"
+        }
+        _ => {
+            "Restore the key file from a backup. Otherwise remove this server's CA journal (or its \
+             data directory) to start a new CA; with a self-signed CA, agents and federated \
+             peers then need the new trust bundle"
+        }
+    }
 }
 
 impl CaError {

@@ -28,8 +28,8 @@ use crate::x509;
 /// Where CA certificates come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CaSource {
-    /// Each CA generation is a new self-signed root (SPIRE's default without an
-    /// UpstreamAuthority).
+    /// Each CA generation is a new self-signed root (like SPIRE without an UpstreamAuthority)
+    /// and this server's intermediate under it, which signs.
     SelfSigned,
     /// Each CA generation is this server's intermediate under an upstream CA. The files are
     /// re-read at every preparation, so replacing them renews the upstream.
@@ -172,6 +172,7 @@ impl CaManager {
         let wrap = |source: CaError| CaError::JournalKey {
             id: entry.id.clone(),
             status: entry.status.as_str(),
+            hint: crate::error::journal_key_hint(entry.status),
             source: Box::new(source),
         };
         let malformed = |m: String| CaError::JournalMalformed(format!("CA {}: {m}", entry.id));
@@ -257,14 +258,14 @@ impl CaManager {
             CaSource::SelfSigned => None,
             CaSource::Upstream(files) => {
                 let up = UpstreamCa::load(files, &cfg.trust_domain, now)?;
-                if let Some(active) = self.journal.active().filter(|a| a.not_after > now) {
-                    if up.not_after() <= active.not_after {
-                        return Err(CaError::UpstreamExpiresTooSoon {
-                            path: files.cert.clone(),
-                            upstream_not_after: up.not_after(),
-                            active_not_after: active.not_after,
-                        });
-                    }
+                if let Some(active) = self.journal.active().filter(|a| a.not_after > now)
+                    && up.not_after() <= active.not_after
+                {
+                    return Err(CaError::UpstreamExpiresTooSoon {
+                        path: files.cert.clone(),
+                        upstream_not_after: up.not_after(),
+                        active_not_after: active.not_after,
+                    });
                 }
                 Some(up)
             }
@@ -273,15 +274,19 @@ impl CaManager {
         let signer: Arc<dyn Signer> = key.clone();
         let (authority, root) = match &upstream {
             None => {
-                let a = X509Authority::self_signed(
+                // A fresh root per CA generation whose key only ever signs this server's
+                // intermediate: it is dropped (never written to disk) once the intermediate
+                // exists, so the long-lived trust anchor has no key to steal.
+                let root_key: Arc<dyn Signer> = Arc::new(PrivateKey::generate(cfg.key_type)?);
+                let root = X509Authority::self_signed(
                     cfg.trust_domain.clone(),
                     &cfg.subject,
-                    signer,
+                    root_key,
                     cfg.ca_ttl,
                     now,
                 )?;
-                let root = a.cert_der().clone();
-                (a, root)
+                let a = root.mint_intermediate(&cfg.subject, signer, cfg.ca_ttl, now)?;
+                (a, root.cert_der().clone())
             }
             Some(up) => (
                 up.mint_intermediate(&cfg.subject, signer, cfg.ca_ttl, now)?,

@@ -51,10 +51,11 @@ fn init_creates_an_active_ca_with_a_private_key_file() {
         BTreeSet::from([format!("x509-ca-{id0}.key")])
     );
     assert_eq!(m.active_not_after(), Some(T0 + TD::hours(24)));
-    assert_eq!(
-        m.bundle_roots(T0),
-        vec![m.active().unwrap().cert_der().clone()]
-    );
+    // The bundle holds the generation's root; the server signs with its own intermediate
+    // under it.
+    let active = m.journal().active().unwrap();
+    assert_eq!(m.bundle_roots(T0), vec![active.root_cert.clone()]);
+    assert_ne!(m.active().unwrap().cert_der(), &active.root_cert);
 
     let leaf = m
         .sign_svid(
@@ -63,16 +64,24 @@ fn init_creates_an_active_ca_with_a_private_key_file() {
             T0,
         )
         .unwrap();
+    assert_eq!(leaf.chain.len(), 2, "leaf then this server's intermediate");
+    assert_eq!(&leaf.chain[1], m.active().unwrap().cert_der());
     chains_to(&leaf.chain, &m.bundle_roots(T0), T0).unwrap();
 }
 
-/// Drives the manager through several CA generations in 10-minute steps, issuing an SVID at
-/// every step, and checks at every step that every unexpired SVID ever issued chains to a root
-/// in the published bundle.
+/// How long a peer may go without refreshing its bundle in the lifecycle tests.
+const BUNDLE_REFRESH: TD = TD::hours(1);
+
+/// Drives the manager through several CA generations in `step`s, issuing an SVID at every
+/// step, and checks at every step that
+/// - every unexpired SVID ever issued chains to a root in the bundle published now, and
+/// - a new SVID also chains to the bundle published `BUNDLE_REFRESH` ago (a peer that has not
+///   refreshed yet still trusts it: roots are published before they sign).
 fn run_without_gaps(m: &mut CaManager, until: TD, step: TD) -> Vec<(OffsetDateTime, CaEvent)> {
     let leaf_key = rcgen::KeyPair::generate().unwrap();
     let csr = csr(&leaf_key);
     let mut issued: Vec<IssuedCert> = Vec::new();
+    let mut published: Vec<(OffsetDateTime, Vec<CertificateDer<'static>>)> = Vec::new();
     let mut timeline = Vec::new();
     let mut now = T0;
     while now <= T0 + until {
@@ -84,12 +93,18 @@ fn run_without_gaps(m: &mut CaManager, until: TD, step: TD) -> Vec<(OffsetDateTi
                 m.journal()
             );
         }
+        let roots = m.bundle_roots(now);
+        published.push((now, roots.clone()));
         let leaf = m
             .sign_svid(&csr, &SvidRequest::new(id("/w"), hours(1)), now)
             .unwrap();
         assert!(leaf.not_after <= m.active_not_after().unwrap());
+        if let Some((_, stale)) = published.iter().find(|(t, _)| *t == now - BUNDLE_REFRESH) {
+            chains_to(&leaf.chain, stale, now).unwrap_or_else(|e| {
+                panic!("SVID issued at {now} is unknown to a bundle one refresh old ({e})")
+            });
+        }
         issued.push(leaf);
-        let roots = m.bundle_roots(now);
         for svid in issued
             .iter()
             .filter(|c| c.not_before <= now && now < c.not_after)
@@ -152,7 +167,7 @@ fn self_signed_rotation_has_no_gap_in_trust() {
             after,
         )
         .unwrap();
-    chains_to(&by_b.chain, &[b.root_cert.clone()], after).unwrap();
+    chains_to(&by_b.chain, std::slice::from_ref(&b.root_cert), after).unwrap();
 
     // A leaves the bundle exactly at its notAfter, when nothing it signed is valid any more.
     let before_end = a.not_after - TD::SECOND;
@@ -316,25 +331,30 @@ fn setup() -> (tempfile::TempDir, CaConfig, Journal) {
 
 #[test]
 fn broken_key_files_are_named_and_never_regenerated() {
-    type Break = fn(&Path);
-    let cases: [(&str, CaStatus, Break, fn(&CaError) -> bool); 5] = [
-        (
-            "missing",
-            CaStatus::Active,
-            |p| fs::remove_file(p).unwrap(),
-            |e| matches!(e, CaError::KeyFileMissing { .. }),
-        ),
-        (
-            "group readable",
-            CaStatus::Active,
-            |p| fs::set_permissions(p, fs::Permissions::from_mode(0o640)).unwrap(),
-            |e| matches!(e, CaError::KeyFilePermissions { .. }),
-        ),
-        (
-            "corrupt",
-            CaStatus::Active,
-            |p| fs::write(p, "garbage").unwrap(),
-            |e| {
+    struct Case {
+        name: &'static str,
+        status: CaStatus,
+        break_it: fn(&Path),
+        want: fn(&CaError) -> bool,
+    }
+    let cases = [
+        Case {
+            name: "missing",
+            status: CaStatus::Active,
+            break_it: |p| fs::remove_file(p).unwrap(),
+            want: |e| matches!(e, CaError::KeyFileMissing { .. }),
+        },
+        Case {
+            name: "group readable",
+            status: CaStatus::Active,
+            break_it: |p| fs::set_permissions(p, fs::Permissions::from_mode(0o640)).unwrap(),
+            want: |e| matches!(e, CaError::KeyFilePermissions { mode: 0o640, .. }),
+        },
+        Case {
+            name: "corrupt",
+            status: CaStatus::Active,
+            break_it: |p| fs::write(p, "garbage").unwrap(),
+            want: |e| {
                 matches!(
                     e,
                     CaError::Key {
@@ -343,21 +363,29 @@ fn broken_key_files_are_named_and_never_regenerated() {
                     }
                 )
             },
-        ),
-        (
-            "another key",
-            CaStatus::Active,
-            |p| files::write_key_file(p, &PrivateKey::generate(KeyType::EcP256).unwrap()).unwrap(),
-            |e| matches!(e, CaError::KeyMismatch { .. }),
-        ),
-        (
-            "prepared missing",
-            CaStatus::Prepared,
-            |p| fs::remove_file(p).unwrap(),
-            |e| matches!(e, CaError::KeyFileMissing { .. }),
-        ),
+        },
+        Case {
+            name: "another key",
+            status: CaStatus::Active,
+            break_it: |p| {
+                files::write_key_file(p, &PrivateKey::generate(KeyType::EcP256).unwrap()).unwrap()
+            },
+            want: |e| matches!(e, CaError::KeyMismatch { .. }),
+        },
+        Case {
+            name: "prepared missing",
+            status: CaStatus::Prepared,
+            break_it: |p| fs::remove_file(p).unwrap(),
+            want: |e| matches!(e, CaError::KeyFileMissing { .. }),
+        },
     ];
-    for (name, status, break_it, want) in cases {
+    for Case {
+        name,
+        status,
+        break_it,
+        want,
+    } in cases
+    {
         let (_dir, cfg, journal) = setup();
         let entry = journal
             .entries
@@ -375,7 +403,14 @@ fn broken_key_files_are_named_and_never_regenerated() {
                 id,
                 status: s,
                 source,
+                hint,
             } => {
+                let want_hint = if status == CaStatus::Prepared {
+                    "signed nothing"
+                } else {
+                    "new CA"
+                };
+                assert!(hint.contains(want_hint), "{name}: {hint}");
                 assert_eq!(
                     (id.as_str(), *s),
                     (entry.id.as_str(), status.as_str()),

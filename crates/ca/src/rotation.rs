@@ -255,10 +255,10 @@ pub fn plan(journal: &Journal, now: OffsetDateTime) -> Action {
     let ready = prepared.filter(|p| p.not_before <= now);
     match journal.active() {
         Some(a) if a.not_after > now => {
-            if now >= a.activate_at() {
-                if let Some(p) = ready {
-                    return Action::Activate(p.id.clone());
-                }
+            if now >= a.activate_at()
+                && let Some(p) = ready
+            {
+                return Action::Activate(p.id.clone());
             }
             if now >= a.prepare_at() && prepared.is_none() {
                 return Action::Prepare;

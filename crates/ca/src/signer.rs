@@ -60,3 +60,24 @@ impl<S: Signer + ?Sized> rcgen::SigningKey for RcgenKey<'_, S> {
         self.0.sign(msg).map_err(|_| rcgen::Error::RemoteKeyError)
     }
 }
+
+/// An owning [`RcgenKey`]: lets an authority keep one parsed rcgen `Issuer` for its lifetime
+/// instead of re-parsing its certificate for every signature.
+#[derive(Clone)]
+pub(crate) struct SharedSigner(pub std::sync::Arc<dyn Signer>);
+
+impl rcgen::PublicKeyData for SharedSigner {
+    fn der_bytes(&self) -> &[u8] {
+        self.0.public_key_raw()
+    }
+
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        self.0.key_type().rcgen_algorithm()
+    }
+}
+
+impl rcgen::SigningKey for SharedSigner {
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
+        self.0.sign(msg).map_err(|_| rcgen::Error::RemoteKeyError)
+    }
+}

@@ -128,7 +128,7 @@ fn self_signed_upstream_root_mints_a_pathlen_zero_intermediate() {
             "spiffe://example.org"
         )]
     );
-    chains_to(&leaf_chain(&up), &[root.der.clone()], T0).unwrap();
+    chains_to(&leaf_chain(&up), std::slice::from_ref(&root.der), T0).unwrap();
 }
 
 #[test]
@@ -136,19 +136,51 @@ fn intermediate_upstream_in_every_secret_layout() {
     let root = root();
     let int = intermediate(&root);
     // (tls.crt, ca.crt, expected anchor, expected length of a leaf chain)
-    let layouts: [(&str, Vec<&Pki>, Option<&Pki>, &Pki, usize); 4] = [
-        ("issuer + ca.crt", vec![&int], Some(&root), &root, 3),
-        (
-            "issuer and root in tls.crt",
-            vec![&int, &root],
-            None,
-            &root,
-            3,
-        ),
-        ("root in both", vec![&int, &root], Some(&root), &root, 3),
-        ("issuer alone is the anchor", vec![&int], None, &int, 2),
+    struct Layout<'a> {
+        name: &'static str,
+        tls_crt: Vec<&'a Pki>,
+        ca_crt: Option<&'a Pki>,
+        anchor: &'a Pki,
+        chain_len: usize,
+    }
+    let layouts = [
+        Layout {
+            name: "issuer + ca.crt",
+            tls_crt: vec![&int],
+            ca_crt: Some(&root),
+            anchor: &root,
+            chain_len: 3,
+        },
+        Layout {
+            name: "issuer and root in tls.crt",
+            tls_crt: vec![&int, &root],
+            ca_crt: None,
+            anchor: &root,
+            chain_len: 3,
+        },
+        Layout {
+            name: "root in both",
+            tls_crt: vec![&int, &root],
+            ca_crt: Some(&root),
+            anchor: &root,
+            chain_len: 3,
+        },
+        Layout {
+            name: "issuer alone is the anchor",
+            tls_crt: vec![&int],
+            ca_crt: None,
+            anchor: &int,
+            chain_len: 2,
+        },
     ];
-    for (name, certs, ca, anchor, len) in layouts {
+    for Layout {
+        name,
+        tls_crt: certs,
+        ca_crt: ca,
+        anchor,
+        chain_len: len,
+    } in layouts
+    {
         let dir = tempfile::tempdir().unwrap();
         let files = secret_dir(dir.path(), &certs, &int.key, ca);
         let up = UpstreamCa::load(&files, &td(), T0).unwrap();
@@ -159,7 +191,8 @@ fn intermediate_upstream_in_every_secret_layout() {
             !chain.contains(&anchor.der),
             "{name}: anchor must not be sent"
         );
-        chains_to(&chain, &[anchor.der.clone()], T0).unwrap_or_else(|e| panic!("{name}: {e}"));
+        chains_to(&chain, std::slice::from_ref(&anchor.der), T0)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
     }
 }
 

@@ -23,7 +23,7 @@ use crate::signer::Signer;
 /// Parses one DER certificate, rejecting trailing bytes.
 pub(crate) fn parse(der: &[u8]) -> Result<X509Certificate<'_>, String> {
     match X509Certificate::from_der(der) {
-        Ok((rest, cert)) if rest.is_empty() => Ok(cert),
+        Ok(([], cert)) => Ok(cert),
         Ok(_) => Err("trailing bytes after the certificate".into()),
         Err(e) => Err(e.to_string()),
     }
@@ -114,7 +114,7 @@ impl SubjectKey {
     /// Ed25519. Everything else is refused with a specific error.
     pub(crate) fn from_spki_der(spki_der: &[u8]) -> Result<Self, CaError> {
         let spki = match SubjectPublicKeyInfo::from_der(spki_der) {
-            Ok((rest, spki)) if rest.is_empty() => spki,
+            Ok(([], spki)) => spki,
             Ok(_) => return Err(CaError::PublicKeyMalformed("trailing bytes".into())),
             Err(e) => return Err(CaError::PublicKeyMalformed(e.to_string())),
         };

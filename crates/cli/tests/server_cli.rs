@@ -1,5 +1,7 @@
 //! The operator's view: a real `sigil server run` process driven by the `sigil` CLI.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::io::Write;

@@ -62,12 +62,12 @@ impl fmt::Debug for OpenOptions {
     }
 }
 
-/// A parsed `--datastore` value.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A parsed `--datastore` value. `Debug` hides a PostgreSQL password.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Location {
     /// An SQLite database file (created if missing).
     SqliteFile(PathBuf),
-    /// A private in-memory SQLite database (one connection; gone when closed).
+    /// A private in-memory SQLite database, for tests: one connection, gone when closed.
     SqliteMemory,
     /// A PostgreSQL connection URL, as given.
     Postgres(String),
@@ -115,6 +115,16 @@ impl Location {
             )));
         }
         Ok(Location::SqliteFile(PathBuf::from(s)))
+    }
+}
+
+impl fmt::Debug for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::SqliteFile(p) => f.debug_tuple("SqliteFile").field(p).finish(),
+            Location::SqliteMemory => f.write_str("SqliteMemory"),
+            Location::Postgres(url) => f.debug_tuple("Postgres").field(&redact_url(url)).finish(),
+        }
     }
 }
 
@@ -246,5 +256,7 @@ mod tests {
         );
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact_url("postgres://h/db"), "postgres://h/db");
+        let shown = format!("{:?}", Location::parse("postgres://u:secret@h/db").unwrap());
+        assert_eq!(shown, r#"Postgres("postgres://u:***@h/db")"#);
     }
 }

@@ -6,6 +6,9 @@
 //! parent reads some ids, SIGKILLs the child in the middle of its loop, reopens the file and
 //! checks that every printed id is there and that the database is intact.
 
+// Test helpers outside #[test] functions unwrap too: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -67,10 +70,10 @@ fn acknowledged_writes_survive_sigkill() {
     let reader = std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
-            if let Some(id) = line.strip_prefix(PREFIX) {
-                if tx.send(id.to_owned()).is_err() {
-                    break;
-                }
+            if let Some(id) = line.strip_prefix(PREFIX)
+                && tx.send(id.to_owned()).is_err()
+            {
+                break;
             }
         }
     });
@@ -119,6 +122,10 @@ fn acknowledged_writes_survive_sigkill() {
             );
         }
         let count = store.count_entries().await.unwrap();
+        eprintln!(
+            "kill -9 after {} acknowledged writes; {count} entries found",
+            acknowledged.len()
+        );
         assert!(
             count as usize >= acknowledged.len(),
             "{count} < {}",

@@ -5,6 +5,9 @@
 //! it afterwards, also when the case panics. When PostgreSQL is unreachable the cases print
 //! "SKIPPED" and pass, except under CI (env `CI` set), where they fail.
 
+// Test helpers outside #[test] functions unwrap too: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[macro_use]
 mod common;
 
@@ -53,10 +56,29 @@ fn with_host(url: &str, host_port: &str) -> String {
     )
 }
 
+/// `url` without its password, for messages.
+fn redacted(url: &str) -> String {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let rest = &url[after_scheme..];
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    match rest[..authority_end].rsplit_once('@') {
+        Some((userinfo, host)) if userinfo.contains(':') => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!(
+                "{}{user}:***@{host}{}",
+                &url[..after_scheme],
+                &rest[authority_end..]
+            )
+        }
+        _ => url.to_owned(),
+    }
+}
+
 /// An admin connection, or `None` (after saying so loudly) when PostgreSQL is not reachable
 /// outside CI. Under CI an unreachable PostgreSQL fails the test.
 async fn admin() -> Option<PgConnection> {
     let url = admin_url();
+    let shown = redacted(&url);
     let attempt = tokio::time::timeout(Duration::from_secs(5), PgConnection::connect(&url)).await;
     let error = match attempt {
         Ok(Ok(conn)) => return Some(conn),
@@ -70,7 +92,7 @@ async fn admin() -> Option<PgConnection> {
     }
     eprintln!(
         "\n==================================================================\n\
-         SKIPPED: PostgreSQL not reachable at {url} ({error}).\n\
+         SKIPPED: PostgreSQL not reachable at {shown} ({error}).\n\
          Start PostgreSQL or set SIGIL_TEST_POSTGRES_URL to run these tests.\n\
          =================================================================="
     );

@@ -1,5 +1,8 @@
 //! The conformance suite on SQLite: each case gets a database file in its own temporary directory.
 
+// Test helpers outside #[test] functions unwrap too: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[macro_use]
 mod common;
 
@@ -57,4 +60,48 @@ async fn in_memory_database() {
         .await
         .unwrap();
     assert_eq!(other.count_entries().await.unwrap(), 0);
+}
+
+/// Join tokens are bearer secrets: the database file holds only their hash.
+#[tokio::test]
+async fn join_tokens_are_not_stored_in_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tokens.db");
+    let store = sigil_datastore::open(path.to_str().unwrap(), common::options())
+        .await
+        .unwrap();
+    let secret = "canary-7f3a9c2e-join-token";
+    let token = sigil_datastore::JoinToken {
+        token: secret.into(),
+        spiffe_id: None,
+        expires_at: i64::MAX,
+    };
+    store.create_join_token(token.clone()).await.unwrap();
+    assert_eq!(store.get_join_token(secret).await.unwrap(), Some(token));
+    store.close().await;
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "token found in clear"
+        );
+    }
+}
+
+/// Components that need one part of the store can hold just that trait object.
+#[tokio::test]
+async fn a_datastore_upcasts_to_its_parts() {
+    use sigil_datastore::{DataStore, EntryStore, JoinTokenStore};
+    use std::sync::Arc;
+    let store: Arc<dyn DataStore> = sigil_datastore::open("sqlite::memory:", common::options())
+        .await
+        .unwrap();
+    let entries: Arc<dyn EntryStore> = store.clone();
+    let tokens: Arc<dyn JoinTokenStore> = store.clone();
+    let e = entries
+        .create_entry(common::spec("w", "agent", &["t:1"]))
+        .await
+        .unwrap();
+    assert_eq!(store.get_entry(&e.id).await.unwrap(), Some(e));
+    assert_eq!(tokens.get_join_token("none").await.unwrap(), None);
 }

@@ -241,6 +241,13 @@ impl CaHandle {
             .clone()
     }
 
+    /// Time until the next prepare/activate/prune step (zero when overdue).
+    pub fn until_next_step(&self) -> Option<Duration> {
+        let at = self.lock().next_deadline()?;
+        let left = at - now_odt();
+        Some(Duration::try_from(left).unwrap_or(Duration::ZERO))
+    }
+
     pub fn active_not_after(&self) -> Option<i64> {
         self.lock().active_not_after().map(|t| t.unix_timestamp())
     }

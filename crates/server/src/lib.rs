@@ -31,6 +31,11 @@ use crate::config::ServerConfig;
 use crate::metrics::Metrics;
 use crate::state::{Shared, now_unix};
 
+/// How often the server checks CA rotation, syncs the bundle and prunes.
+const HOUSEKEEPING: Duration = Duration::from_secs(5);
+/// Floor between two housekeeping rounds, so a step that keeps failing cannot spin.
+const MIN_WAIT: Duration = Duration::from_millis(200);
+
 /// A running server: the addresses it actually bound, and its lifecycle.
 pub struct Bound {
     pub node_addr: SocketAddr,
@@ -204,10 +209,13 @@ pub async fn build(cfg: ServerConfig) -> anyhow::Result<Bound> {
     let s = shared.clone();
     let mut rx = shutdown_rx.clone();
     tasks.push(tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(5));
         loop {
+            // Every 5 s, or sooner when a CA rotation step falls due.
+            let wait =
+                s.ca.until_next_step()
+                    .map_or(HOUSEKEEPING, |d| d.clamp(MIN_WAIT, HOUSEKEEPING));
             tokio::select! {
-                _ = tick.tick() => {}
+                _ = tokio::time::sleep(wait) => {}
                 _ = rx.wait_for(|s| *s) => return Ok(()),
             }
             match s.ca.maintain().await {

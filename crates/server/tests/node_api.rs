@@ -1,6 +1,8 @@
 //! The node API end to end, in process: a real server on loopback, real TLS, a real SQLite
 //! file; agents attest by join token and x509pop and get workload SVIDs signed.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -450,4 +452,215 @@ async fn x509pop_is_refused_when_not_enabled() {
         e.message()
     );
     h.bound.shutdown().await;
+}
+
+async fn scrape(addr: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+#[tokio::test]
+async fn metrics_count_issued_and_refused_svids() {
+    let mut h = start(|f, _| f.metrics_address = Some("127.0.0.1:0".into())).await;
+    let token = h.token(600, "").await;
+    let mut anon = h.client(None).await;
+    let agent = node_client::attest_join_token(&mut anon, &token)
+        .await
+        .unwrap();
+    let mine = h
+        .entry(
+            "spiffe://cluster.local/a",
+            agent.id.as_str(),
+            &["unix:uid:1"],
+            0,
+        )
+        .await;
+    let other = h
+        .entry(
+            "spiffe://cluster.local/b",
+            "spiffe://cluster.local/spire/agent/x/y",
+            &["unix:uid:2"],
+            0,
+        )
+        .await;
+    let mut c = h.client(Some(&agent.identity)).await;
+    c.batch_new_x509svid(pb::BatchNewX509svidRequest {
+        params: vec![
+            pb::NewX509svidParams {
+                entry_id: mine.id,
+                csr: csr(),
+            },
+            pb::NewX509svidParams {
+                entry_id: other.id,
+                csr: csr(),
+            },
+        ],
+    })
+    .await
+    .unwrap();
+    let text = scrape(h.bound.metrics_addr.unwrap()).await;
+    for line in [
+        "sigil_server_svids_issued_total{kind=\"x509-svid\",result=\"ok\"} 1",
+        "sigil_server_svids_issued_total{kind=\"x509-svid\",result=\"unauthorized\"} 1",
+        "sigil_server_svids_issued_total{kind=\"agent-svid\",result=\"ok\"} 1",
+        "sigil_server_node_attestations_total{method=\"join_token\",result=\"ok\"} 1",
+        "sigil_server_entries 2",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in:\n{text}");
+    }
+    let expiry = text
+        .lines()
+        .find_map(|l| l.strip_prefix("sigil_server_ca_expiry_timestamp_seconds "))
+        .unwrap()
+        .parse::<i64>()
+        .unwrap();
+    assert!(
+        expiry > sigil_server::state::now_unix() + 23 * 3600,
+        "{expiry}"
+    );
+    h.bound.shutdown().await;
+}
+
+/// Real time, short CA life: the next CA is published before it signs, and the old root stays
+/// trusted until it expires, so an SVID issued before the switch verifies throughout.
+#[tokio::test]
+async fn ca_rotation_publishes_before_use_and_keeps_the_old_root() {
+    let mut h = start(|f, _| {
+        f.ca_ttl = Some("24s".into());
+        f.default_x509_svid_ttl = Some("3s".into());
+    })
+    .await;
+    let roots0 = h.roots().await;
+    assert_eq!(roots0.len(), 1);
+    let token = h.token(600, "").await;
+    let mut anon = h.client(None).await;
+    let agent = node_client::attest_join_token(&mut anon, &token)
+        .await
+        .unwrap();
+    // A TTL longer than the CA's life: SVIDs are clamped to the signing CA's notAfter.
+    let e = h
+        .entry(
+            "spiffe://cluster.local/w",
+            agent.id.as_str(),
+            &["unix:uid:1"],
+            3600,
+        )
+        .await;
+    let sign = |h: &mut Harness| {
+        let id = agent.identity.chain.clone();
+        let key = agent.identity.key_pkcs8.clone();
+        let entry = e.id.clone();
+        let roots = conn_params(h);
+        async move {
+            let identity = Identity {
+                chain: id,
+                key_pkcs8: key,
+            };
+            let mut c = node_client::connect(roots.1, &roots.0, roots.2, Some(&identity))
+                .await
+                .unwrap();
+            let r = c
+                .batch_new_x509svid(pb::BatchNewX509svidRequest {
+                    params: vec![pb::NewX509svidParams {
+                        entry_id: entry,
+                        csr: csr(),
+                    }],
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .results;
+            assert_eq!(r[0].error_code, 0, "{}", r[0].error_message);
+            r[0].cert_chain.clone()
+        }
+    };
+    let first = sign(&mut h).await;
+    let only_old = Bundle::from_x509_authorities(h.td.clone(), roots0.clone()).unwrap();
+    let verifies = |chain: &[Vec<u8>], b: &Bundle| {
+        let chain: Vec<CertificateDer<'_>> = chain
+            .iter()
+            .map(|c| CertificateDer::from(c.as_slice()))
+            .collect();
+        verify_x509_svid(&chain, b, UnixTime::now(), Usage::Any).is_ok()
+    };
+    assert!(verifies(&first, &only_old));
+
+    // Prepared: two roots published while the old CA still signs.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let roots = loop {
+        let r = h.roots().await;
+        if r.len() == 2 {
+            break r;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "next CA never published"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert!(roots.contains(&roots0[0]));
+    let new_root: Vec<_> = roots.iter().filter(|r| **r != roots0[0]).cloned().collect();
+    let only_new = Bundle::from_x509_authorities(h.td.clone(), new_root).unwrap();
+    let both = Bundle::from_x509_authorities(h.td.clone(), roots.clone()).unwrap();
+    let prepared_phase = sign(&mut h).await;
+    assert!(
+        verifies(&prepared_phase, &only_old),
+        "a prepared CA must not sign yet"
+    );
+    assert!(!verifies(&prepared_phase, &only_new));
+
+    // Activated: new SVIDs chain to the new root; the old root is still in the bundle and the
+    // first SVID (clamped to the old CA's life) still verifies.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = sign(&mut h).await;
+        if verifies(&s, &only_new) {
+            assert!(!verifies(&s, &only_old));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "next CA never activated"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let current = h.roots().await;
+    assert!(
+        current.contains(&roots0[0]),
+        "old root left the bundle before it expired"
+    );
+    let current = Bundle::from_x509_authorities(h.td.clone(), current).unwrap();
+    assert!(
+        verifies(&first, &current),
+        "an SVID of the old CA lost trust while still valid"
+    );
+    assert!(verifies(&first, &both));
+    let first_leaf = x509_parser::parse_x509_certificate(&first[0]).unwrap().1;
+    let old_root = x509_parser::parse_x509_certificate(&roots0[0]).unwrap().1;
+    assert!(
+        first_leaf.validity().not_after.timestamp() <= old_root.validity().not_after.timestamp(),
+        "SVID outlives its CA"
+    );
+    h.bound.shutdown().await;
+}
+
+fn conn_params(
+    h: &mut Harness,
+) -> (
+    TrustDomain,
+    std::net::SocketAddr,
+    Vec<CertificateDer<'static>>,
+) {
+    // Where to connect, and the own bundle as the server currently publishes it.
+    (
+        h.td.clone(),
+        h.bound.node_addr,
+        h.bound.shared.ca.trusted_roots(),
+    )
 }

@@ -599,15 +599,17 @@ pub fn verify_x509_svid(
         td: td.clone(),
         source,
     })?;
-    let not_afters: Vec<u64> = verified
+    // Every certificate of the path was parsed by the checks above.
+    let not_after_of = |der: &CertificateDer<'_>| {
+        svid::parse_cert(der).map_or(0, |c| secs_u64(c.validity().not_after.timestamp()))
+    };
+    let not_after = not_after_of(leaf);
+    let path_not_after = verified
         .certificates()
         .iter()
-        .filter_map(|der| svid::parse_cert(der).ok())
-        .map(|c| secs_u64(c.validity().not_after.timestamp()))
-        .collect();
-    // Every certificate of the path was parsed by the checks above; the leaf is first.
-    let not_after = not_afters.first().copied().unwrap_or(0);
-    let path_not_after = not_afters.iter().copied().min().unwrap_or(0);
+        .map(not_after_of)
+        .min()
+        .unwrap_or(not_after);
     Ok(VerifiedSvid {
         id,
         not_after,

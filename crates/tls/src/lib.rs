@@ -59,11 +59,11 @@ fn to_rustls(e: VerifyError) -> Error {
     use sigil_spiffe::ChainError as C;
     let ce = match &e {
         VerifyError::Chain {
-            source: C::Expired { .. },
+            source: C::Expired { .. } | C::AuthorityExpired { .. },
             ..
         } => CertificateError::Expired,
         VerifyError::Chain {
-            source: C::NotYetValid { .. },
+            source: C::NotYetValid { .. } | C::AuthorityNotYetValid { .. },
             ..
         } => CertificateError::NotValidYet,
         VerifyError::Chain {

@@ -1,6 +1,6 @@
 //! Real-process harness: runs the `sigil` binary as a user would.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

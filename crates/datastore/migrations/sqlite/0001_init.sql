@@ -12,6 +12,10 @@ INSERT INTO store_meta (id, revision) VALUES (1, 0);
 -- Registration entries. `selectors` and `federates_with` are JSON copies of the child tables
 -- (written in the same transaction) so that a listing is one query; the child tables exist
 -- for filtering. `unique_key` is sha256 over (spiffe_id, parent_id, sorted selectors).
+--
+-- Each child row carries `set_size`, the size of its owner's whole set, so that a selector
+-- match (exact, subset, superset, any) is answered from one covering index: look up the given
+-- members, group by owner, compare the count of hits with the given size or with `set_size`.
 CREATE TABLE entries (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     id TEXT NOT NULL UNIQUE,
@@ -19,12 +23,10 @@ CREATE TABLE entries (
     spiffe_id TEXT NOT NULL,
     parent_id TEXT NOT NULL,
     selectors TEXT NOT NULL,
-    selector_count INTEGER NOT NULL,
     x509_svid_ttl INTEGER NOT NULL,
     jwt_svid_ttl INTEGER NOT NULL,
     dns_names TEXT NOT NULL,
     federates_with TEXT NOT NULL,
-    federates_count INTEGER NOT NULL,
     admin BOOLEAN NOT NULL,
     downstream BOOLEAN NOT NULL,
     expires_at INTEGER,
@@ -42,16 +44,18 @@ CREATE TABLE entry_selectors (
     entry_seq INTEGER NOT NULL REFERENCES entries (seq) ON DELETE CASCADE,
     sel_type TEXT NOT NULL,
     sel_value TEXT NOT NULL,
+    set_size INTEGER NOT NULL,
     PRIMARY KEY (entry_seq, sel_type, sel_value)
 );
-CREATE INDEX entry_selectors_type_value ON entry_selectors (sel_type, sel_value);
+CREATE INDEX entry_selectors_match ON entry_selectors (sel_type, sel_value, entry_seq, set_size);
 
 CREATE TABLE entry_federates_with (
     entry_seq INTEGER NOT NULL REFERENCES entries (seq) ON DELETE CASCADE,
     trust_domain TEXT NOT NULL,
+    set_size INTEGER NOT NULL,
     PRIMARY KEY (entry_seq, trust_domain)
 );
-CREATE INDEX entry_federates_with_td ON entry_federates_with (trust_domain);
+CREATE INDEX entry_federates_with_match ON entry_federates_with (trust_domain, entry_seq, set_size);
 
 -- Attested agents (nodes). Their selectors live in node_selectors, keyed by SPIFFE ID and
 -- without a foreign key, as in SPIRE: selectors may be set before the agent row exists.
@@ -75,12 +79,15 @@ CREATE TABLE node_selectors (
     spiffe_id TEXT NOT NULL,
     sel_type TEXT NOT NULL,
     sel_value TEXT NOT NULL,
+    set_size INTEGER NOT NULL,
     PRIMARY KEY (spiffe_id, sel_type, sel_value)
 );
-CREATE INDEX node_selectors_type_value ON node_selectors (sel_type, sel_value);
+CREATE INDEX node_selectors_match ON node_selectors (sel_type, sel_value, spiffe_id, set_size);
 
+-- Join tokens are bearer secrets: only their sha256 is stored, so a copy of the database
+-- does not hand out usable tokens.
 CREATE TABLE join_tokens (
-    token TEXT PRIMARY KEY,
+    token_hash TEXT PRIMARY KEY,
     spiffe_id TEXT,
     expires_at INTEGER NOT NULL
 );

@@ -91,7 +91,7 @@ fn entry_unique_key(spec: &EntrySpec) -> String {
 pub(crate) fn page_after(token: Option<&str>) -> Result<i64> {
     match token {
         None => Ok(0),
-        Some(t) if t.is_empty() => Ok(0),
+        Some("") => Ok(0),
         Some(t) => t.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
             Error::Invalid(format!(
                 "page token {t:?} was not issued by this datastore; start again without a token"

@@ -12,6 +12,11 @@ use sqlx::{Pool, Transaction};
 use crate::error::{Backend, Error, Result};
 use crate::open::OpenOptions;
 
+// The same query code is compiled once per backend; see `sql/mod.rs`.
+#[allow(
+    clippy::duplicate_mod,
+    reason = "shared/ is compiled once for each backend on purpose"
+)]
 #[path = "shared/mod.rs"]
 mod shared;
 

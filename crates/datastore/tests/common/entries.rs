@@ -527,7 +527,7 @@ pub async fn update_rewrites_selector_index(db: TestDb) {
     );
     assert_eq!(
         ids(&store.list_entries(&by("t:new"), &all).await.unwrap()),
-        [e.id.clone()]
+        vec![e.id.clone()]
     );
     assert!(
         store
@@ -539,7 +539,7 @@ pub async fn update_rewrites_selector_index(db: TestDb) {
     );
     assert_eq!(
         ids(&store.list_entries(&by_td("new.org"), &all).await.unwrap()),
-        [e.id.clone()]
+        vec![e.id.clone()]
     );
 
     // Deleting removes the index rows too: a new entry with the old key is not a duplicate.

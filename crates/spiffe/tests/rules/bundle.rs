@@ -233,12 +233,11 @@ fn bundle_with(keys: Value) -> Result<Bundle, BundleError> {
 
 fn x509_entry(cert: &CertificateDer<'_>) -> Value {
     let key = PublicKey::from_spki_der(
-        &x509_parser::parse_x509_certificate(cert)
+        x509_parser::parse_x509_certificate(cert)
             .unwrap()
             .1
             .public_key()
-            .raw
-            .to_vec(),
+            .raw,
     )
     .unwrap();
     let mut obj = serde_json::Map::new();
@@ -448,7 +447,7 @@ fn json_errors() {
         })
     ));
     let mut wrong_key = x509_entry(&root);
-    wrong_key["x5c"] = json!([STANDARD.encode(&root_cert(&rcgen::PKCS_ECDSA_P256_SHA256, "r2"))]);
+    wrong_key["x5c"] = json!([STANDARD.encode(root_cert(&rcgen::PKCS_ECDSA_P256_SHA256, "r2"))]);
     assert!(matches!(
         bundle_with(json!([wrong_key])),
         Err(BundleError::X5cKeyMismatch {

@@ -71,7 +71,7 @@ impl CaOpts {
         let mut p = CertificateParams::default();
         p.distinguished_name = dn(&self.cn);
         p.subject_alt_names = self.uri.iter().map(|u| uri(u)).collect();
-        p.is_ca = self.is_ca.clone();
+        p.is_ca = self.is_ca;
         p.key_usages = self.key_usages.clone();
         p.extended_key_usages = self.ekus.clone();
         p.not_before = ts(self.not_before);
@@ -211,7 +211,7 @@ impl Leaf {
                 .iter()
                 .map(|d| SanType::DnsName(d.as_str().try_into().unwrap())),
         );
-        p.is_ca = self.is_ca.clone();
+        p.is_ca = self.is_ca;
         p.key_usages = self.key_usages.clone();
         p.custom_extensions = self.custom.clone();
         p.extended_key_usages = self.ekus.clone();

@@ -199,7 +199,8 @@ fn ca_opts(edit: impl FnOnce(&mut CaOpts)) -> CaOpts {
 fn signing_cert_rules_table() {
     let root = TestCa::root("example.org");
     let td_id = SpiffeId::parse("spiffe://example.org").unwrap();
-    let cases: Vec<(&str, CaOpts, Result<Option<SpiffeId>, SvidError>)> = vec![
+    type Row = (&'static str, CaOpts, Result<Option<SpiffeId>, SvidError>);
+    let cases: Vec<Row> = vec![
         (
             "good intermediate",
             ca_opts(|_| {}),

@@ -4,12 +4,14 @@ use async_trait::async_trait;
 use sigil_spiffe::SpiffeId;
 use sqlx::QueryBuilder;
 
-use super::{Db, DbConn, DbRow, SqlStore, abandon, col};
+use super::{
+    Db, DbConn, DbRow, SqlStore, abandon, col, push_set_match, selector_members, set_size,
+};
 use crate::error::{Error, Result};
 use crate::model::{
     AgentSerials, AttestedAgent, ListAgentsFilter, NewAgent, Page, Pagination, normalize_serial,
 };
-use crate::selector::{Selector, SelectorMatch, normalize_selectors};
+use crate::selector::{Selector, normalize_selectors};
 use crate::sql::{filter_selectors, page_after, parse_stored};
 use crate::store::AgentStore;
 
@@ -73,12 +75,15 @@ async fn replace_selectors(
     if selectors.is_empty() {
         return Ok(());
     }
-    let mut qb =
-        QueryBuilder::<Db>::new("INSERT INTO node_selectors (spiffe_id, sel_type, sel_value) ");
+    let mut qb = QueryBuilder::<Db>::new(
+        "INSERT INTO node_selectors (spiffe_id, sel_type, sel_value, set_size) ",
+    );
+    let size = set_size(selectors.len());
     qb.push_values(selectors, |mut b, s| {
         b.push_bind(id.as_str().to_owned())
             .push_bind(s.r#type.clone())
-            .push_bind(s.value.clone());
+            .push_bind(s.value.clone())
+            .push_bind(size);
     });
     qb.build().execute(&mut *conn).await?;
     Ok(())
@@ -234,31 +239,18 @@ impl AgentStore for SqlStore {
         let mut qb = QueryBuilder::<Db>::new(format!(
             "SELECT p.*, ns.sel_type, ns.sel_value FROM (SELECT {COLUMNS} FROM agents a"
         ));
-        let mut set_condition = String::new();
         if let Some((selectors, how)) = &filter.by_selector_match {
-            let selectors = filter_selectors("agents", selectors)?;
-            let n = selectors.len();
-            qb.push(" JOIN (SELECT spiffe_id, COUNT(*) AS matched FROM node_selectors WHERE (");
-            for (i, s) in selectors.into_iter().enumerate() {
-                if i > 0 {
-                    qb.push(" OR ");
-                }
-                qb.push("(sel_type = ")
-                    .push_bind(s.r#type)
-                    .push(" AND sel_value = ");
-                qb.push_bind(s.value).push(")");
-            }
-            qb.push(") GROUP BY spiffe_id) m ON m.spiffe_id = a.spiffe_id");
-            let total = "(SELECT COUNT(*) FROM node_selectors t WHERE t.spiffe_id = a.spiffe_id)";
-            set_condition = match how {
-                SelectorMatch::Any => String::new(),
-                SelectorMatch::Superset => format!(" AND m.matched = {n}"),
-                SelectorMatch::Exact => format!(" AND m.matched = {n} AND {total} = {n}"),
-                SelectorMatch::Subset => format!(" AND m.matched = {total}"),
-            };
+            let members = selector_members(filter_selectors("agents", selectors)?);
+            push_set_match(
+                &mut qb,
+                "node_selectors",
+                "spiffe_id",
+                "a.spiffe_id",
+                members,
+                *how,
+            );
         }
         qb.push(" WHERE a.seq > ").push_bind(after);
-        qb.push(set_condition);
         if let Some(banned) = filter.by_banned {
             qb.push(" AND a.banned = ").push_bind(banned);
         }

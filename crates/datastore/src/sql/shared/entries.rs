@@ -4,10 +4,12 @@ use async_trait::async_trait;
 use sigil_spiffe::{SpiffeId, TrustDomain};
 use sqlx::QueryBuilder;
 
-use super::{Db, DbConn, DbRow, SqlStore, abandon, col};
+use super::{
+    Db, DbConn, DbRow, SqlStore, abandon, col, push_set_match, selector_members, set_size,
+};
 use crate::error::{Error, Result};
 use crate::model::{EntrySpec, ListEntriesFilter, Page, Pagination, RegistrationEntry};
-use crate::selector::{Selector, SelectorMatch};
+use crate::selector::Selector;
 use crate::sql::{
     CheckedEntry, check_entry, filter_selectors, filter_trust_domains, from_json, new_id,
     page_after, parse_stored, to_json, to_u32, to_u64,
@@ -47,29 +49,32 @@ fn entry_from_row(row: &DbRow) -> Result<(i64, RegistrationEntry)> {
     Ok((col(row, "seq")?, entry))
 }
 
-fn count(v: usize) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
 /// Inserts the selector and federation rows of entry `seq`.
 async fn insert_children(
     conn: &mut DbConn,
     seq: i64,
     spec: &EntrySpec,
 ) -> std::result::Result<(), sqlx::Error> {
-    let mut qb =
-        QueryBuilder::<Db>::new("INSERT INTO entry_selectors (entry_seq, sel_type, sel_value) ");
+    let mut qb = QueryBuilder::<Db>::new(
+        "INSERT INTO entry_selectors (entry_seq, sel_type, sel_value, set_size) ",
+    );
+    let size = set_size(spec.selectors.len());
     qb.push_values(&spec.selectors, |mut b, s| {
         b.push_bind(seq)
             .push_bind(s.r#type.clone())
-            .push_bind(s.value.clone());
+            .push_bind(s.value.clone())
+            .push_bind(size);
     });
     qb.build().execute(&mut *conn).await?;
     if !spec.federates_with.is_empty() {
-        let mut qb =
-            QueryBuilder::<Db>::new("INSERT INTO entry_federates_with (entry_seq, trust_domain) ");
+        let mut qb = QueryBuilder::<Db>::new(
+            "INSERT INTO entry_federates_with (entry_seq, trust_domain, set_size) ",
+        );
+        let size = set_size(spec.federates_with.len());
         qb.push_values(&spec.federates_with, |mut b, td| {
-            b.push_bind(seq).push_bind(td.as_str().to_owned());
+            b.push_bind(seq)
+                .push_bind(td.as_str().to_owned())
+                .push_bind(size);
         });
         qb.build().execute(&mut *conn).await?;
     }
@@ -110,22 +115,20 @@ impl SqlStore {
                     let entry_id = new_id();
                     let seq: i64 = sqlx::query_scalar(
                         "INSERT INTO entries (id, unique_key, spiffe_id, parent_id, selectors, \
-                         selector_count, x509_svid_ttl, jwt_svid_ttl, dns_names, federates_with, \
-                         federates_count, admin, downstream, expires_at, hint, store_svid, \
-                         revision_number, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
-                         $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) RETURNING seq",
+                         x509_svid_ttl, jwt_svid_ttl, dns_names, federates_with, admin, \
+                         downstream, expires_at, hint, store_svid, revision_number, created_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
+                         $15, $16) RETURNING seq",
                     )
                     .bind(&entry_id)
                     .bind(&unique_key)
                     .bind(spec.spiffe_id.as_str())
                     .bind(spec.parent_id.as_str())
                     .bind(&selectors)
-                    .bind(count(spec.selectors.len()))
                     .bind(i64::from(spec.x509_svid_ttl))
                     .bind(i64::from(spec.jwt_svid_ttl))
                     .bind(&dns_names)
                     .bind(&federates_with)
-                    .bind(count(spec.federates_with.len()))
                     .bind(spec.admin)
                     .bind(spec.downstream)
                     .bind(spec.expires_at)
@@ -141,22 +144,19 @@ impl SqlStore {
                 Some(id) => {
                     let row: Option<(i64, i64)> = sqlx::query_as(
                         "UPDATE entries SET unique_key = $1, spiffe_id = $2, parent_id = $3, \
-                         selectors = $4, selector_count = $5, x509_svid_ttl = $6, \
-                         jwt_svid_ttl = $7, dns_names = $8, federates_with = $9, \
-                         federates_count = $10, admin = $11, downstream = $12, expires_at = $13, \
-                         hint = $14, store_svid = $15, revision_number = $16 WHERE id = $17 \
+                         selectors = $4, x509_svid_ttl = $5, jwt_svid_ttl = $6, dns_names = $7, \
+                         federates_with = $8, admin = $9, downstream = $10, expires_at = $11, \
+                         hint = $12, store_svid = $13, revision_number = $14 WHERE id = $15 \
                          RETURNING seq, created_at",
                     )
                     .bind(&unique_key)
                     .bind(spec.spiffe_id.as_str())
                     .bind(spec.parent_id.as_str())
                     .bind(&selectors)
-                    .bind(count(spec.selectors.len()))
                     .bind(i64::from(spec.x509_svid_ttl))
                     .bind(i64::from(spec.jwt_svid_ttl))
                     .bind(&dns_names)
                     .bind(&federates_with)
-                    .bind(count(spec.federates_with.len()))
                     .bind(spec.admin)
                     .bind(spec.downstream)
                     .bind(spec.expires_at)
@@ -220,48 +220,6 @@ impl SqlStore {
     }
 }
 
-/// Appends the selector-set condition: a join on the per-entry count of matching rows in
-/// `table` (`entry_selectors` or `entry_federates_with`), compared as `how` asks with the
-/// entry's own count in `count_column`.
-fn push_set_match(
-    qb: &mut QueryBuilder<Db>,
-    alias: &str,
-    table: &str,
-    pairs: Vec<(String, Option<String>)>,
-    how: SelectorMatch,
-    count_column: &str,
-) -> String {
-    let n = count(pairs.len());
-    qb.push(format!(
-        " JOIN (SELECT entry_seq, COUNT(*) AS matched FROM {table} WHERE ("
-    ));
-    for (i, (first, second)) in pairs.into_iter().enumerate() {
-        if i > 0 {
-            qb.push(" OR ");
-        }
-        match second {
-            Some(value) => {
-                qb.push("(sel_type = ")
-                    .push_bind(first)
-                    .push(" AND sel_value = ");
-                qb.push_bind(value).push(")");
-            }
-            None => {
-                qb.push("trust_domain = ").push_bind(first);
-            }
-        }
-    }
-    qb.push(format!(
-        ") GROUP BY entry_seq) {alias} ON {alias}.entry_seq = e.seq"
-    ));
-    match how {
-        SelectorMatch::Any => String::new(),
-        SelectorMatch::Superset => format!(" AND {alias}.matched = {n}"),
-        SelectorMatch::Exact => format!(" AND {alias}.matched = {n} AND e.{count_column} = {n}"),
-        SelectorMatch::Subset => format!(" AND {alias}.matched = e.{count_column}"),
-    }
-}
-
 #[async_trait]
 impl EntryStore for SqlStore {
     async fn create_entry(&self, spec: EntrySpec) -> Result<RegistrationEntry> {
@@ -319,37 +277,26 @@ impl EntryStore for SqlStore {
     ) -> Result<Page<RegistrationEntry>> {
         let after = page_after(page.page_token.as_deref())?;
         let mut qb = QueryBuilder::<Db>::new(format!("SELECT {COLUMNS} FROM entries e"));
-        let mut set_conditions = String::new();
         if let Some((selectors, how)) = &filter.by_selectors {
-            let pairs = filter_selectors("entries", selectors)?
-                .into_iter()
-                .map(|s| (s.r#type, Some(s.value)))
-                .collect();
-            set_conditions += &push_set_match(
+            let members = selector_members(filter_selectors("entries", selectors)?);
+            push_set_match(
                 &mut qb,
-                "ms",
                 "entry_selectors",
-                pairs,
+                "entry_seq",
+                "e.seq",
+                members,
                 *how,
-                "selector_count",
             );
         }
         if let Some((tds, how)) = &filter.by_federates_with {
-            let pairs = filter_trust_domains(tds)?
+            let members = filter_trust_domains(tds)?
                 .into_iter()
-                .map(|td| (td.as_str().to_owned(), None))
+                .map(|td| vec![("trust_domain", td.as_str().to_owned())])
                 .collect();
-            set_conditions += &push_set_match(
-                &mut qb,
-                "mf",
-                "entry_federates_with",
-                pairs,
-                *how,
-                "federates_count",
-            );
+            let table = "entry_federates_with";
+            push_set_match(&mut qb, table, "entry_seq", "e.seq", members, *how);
         }
         qb.push(" WHERE e.seq > ").push_bind(after);
-        qb.push(set_conditions);
         if let Some(id) = &filter.by_spiffe_id {
             qb.push(" AND e.spiffe_id = ")
                 .push_bind(id.as_str().to_owned());

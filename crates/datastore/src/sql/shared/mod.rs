@@ -14,11 +14,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::migrate::MigrateError;
-use sqlx::{Pool, Row, Transaction};
+use sqlx::{Pool, QueryBuilder, Row, Transaction};
 
 use super::{BACKEND, Db, POOL_TIMEOUT_HINT, begin_write, unavailable_hint};
 use crate::error::{Backend, Error, Result};
 use crate::open::{Clock, OpenOptions};
+use crate::selector::SelectorMatch;
 use crate::store::DataStore;
 
 type DbRow = <Db as sqlx::Database>::Row;
@@ -95,6 +96,59 @@ where
 {
     row.try_get(name)
         .map_err(|e| Error::Internal(format!("cannot read column {name}: {e}")))
+}
+
+/// One member of a set to match: (column, value) pairs that together identify it, such as
+/// `[("sel_type", "unix"), ("sel_value", "uid:0")]` or `[("trust_domain", "example.org")]`.
+type Member = Vec<(&'static str, String)>;
+
+/// Appends a join that keeps the owners (`owner_column` of `table`, joined to `outer`) whose set
+/// matches `members` as `how` asks. Every row of `table` carries `set_size`, the size of its
+/// owner's whole set, so one pass over a covering index answers all four behaviours: count the
+/// hits per owner, then compare with the given size (exact, superset) or with `set_size`
+/// (exact, subset). `members` must be deduplicated and non-empty.
+fn push_set_match(
+    qb: &mut QueryBuilder<Db>,
+    table: &str,
+    owner_column: &str,
+    outer: &str,
+    members: Vec<Member>,
+    how: SelectorMatch,
+) {
+    let n = members.len();
+    let alias = format!("m_{table}");
+    qb.push(format!(" JOIN (SELECT {owner_column} FROM {table} WHERE ("));
+    for (i, member) in members.into_iter().enumerate() {
+        qb.push(if i == 0 { "(" } else { " OR (" });
+        for (j, (column, value)) in member.into_iter().enumerate() {
+            if j > 0 {
+                qb.push(" AND ");
+            }
+            qb.push(format!("{column} = ")).push_bind(value);
+        }
+        qb.push(")");
+    }
+    qb.push(format!(") GROUP BY {owner_column}, set_size"));
+    qb.push(match how {
+        SelectorMatch::Any => String::new(),
+        SelectorMatch::Superset => format!(" HAVING COUNT(*) = {n}"),
+        SelectorMatch::Exact => format!(" HAVING COUNT(*) = {n} AND set_size = {n}"),
+        SelectorMatch::Subset => " HAVING COUNT(*) = set_size".to_owned(),
+    });
+    qb.push(format!(") {alias} ON {alias}.{owner_column} = {outer}"));
+}
+
+/// The members of a selector set, for [`push_set_match`].
+fn selector_members(selectors: Vec<crate::selector::Selector>) -> Vec<Member> {
+    selectors
+        .into_iter()
+        .map(|s| vec![("sel_type", s.r#type), ("sel_value", s.value)])
+        .collect()
+}
+
+/// A set size as stored.
+fn set_size(len: usize) -> i64 {
+    i64::try_from(len).unwrap_or(i64::MAX)
 }
 
 pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {

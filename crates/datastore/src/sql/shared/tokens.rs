@@ -1,6 +1,7 @@
-//! Join tokens.
+//! Join tokens. Only a token's sha256 is stored; callers still pass and get back the token.
 
 use async_trait::async_trait;
+use sha2::{Digest, Sha256};
 use sigil_spiffe::SpiffeId;
 
 use super::{DbRow, SqlStore, col, is_unique_violation};
@@ -11,10 +12,14 @@ use crate::store::JoinTokenStore;
 
 const WHAT: &str = "join token";
 
-fn token_from_row(row: &DbRow) -> Result<JoinToken> {
+fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+fn token_from_row(token: &str, row: &DbRow) -> Result<JoinToken> {
     let spiffe_id: Option<String> = col(row, "spiffe_id")?;
     Ok(JoinToken {
-        token: col(row, "token")?,
+        token: token.to_owned(),
         spiffe_id: spiffe_id
             .map(|s| parse_stored("join token spiffe_id", &s, SpiffeId::parse))
             .transpose()?,
@@ -29,9 +34,9 @@ impl JoinTokenStore for SqlStore {
             return Err(Error::Invalid("a join token cannot be empty".to_owned()));
         }
         let inserted = sqlx::query(
-            "INSERT INTO join_tokens (token, spiffe_id, expires_at) VALUES ($1, $2, $3)",
+            "INSERT INTO join_tokens (token_hash, spiffe_id, expires_at) VALUES ($1, $2, $3)",
         )
-        .bind(&token.token)
+        .bind(token_hash(&token.token))
         .bind(token.spiffe_id.as_ref().map(|id| id.as_str().to_owned()))
         .bind(token.expires_at)
         .execute(&self.pool)
@@ -48,21 +53,21 @@ impl JoinTokenStore for SqlStore {
 
     async fn get_join_token(&self, token: &str) -> Result<Option<JoinToken>> {
         let row =
-            sqlx::query("SELECT token, spiffe_id, expires_at FROM join_tokens WHERE token = $1")
-                .bind(token)
+            sqlx::query("SELECT spiffe_id, expires_at FROM join_tokens WHERE token_hash = $1")
+                .bind(token_hash(token))
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(|e| self.err(e))?;
-        row.map(|r| token_from_row(&r)).transpose()
+        row.map(|r| token_from_row(token, &r)).transpose()
     }
 
     async fn consume_join_token(&self, token: &str, now: i64) -> Result<JoinToken> {
         // One statement: the row lock (PostgreSQL) or the write lock (SQLite) lets exactly one of
         // several concurrent consumers get the row back.
         let row = sqlx::query(
-            "DELETE FROM join_tokens WHERE token = $1 RETURNING token, spiffe_id, expires_at",
+            "DELETE FROM join_tokens WHERE token_hash = $1 RETURNING spiffe_id, expires_at",
         )
-        .bind(token)
+        .bind(token_hash(token))
         .fetch_optional(&self.pool)
         .await
         .map_err(|e| self.err(e))?;
@@ -72,15 +77,15 @@ impl JoinTokenStore for SqlStore {
                 id: redact(token),
             });
         };
-        let token = token_from_row(&row)?;
-        if now >= token.expires_at {
+        let found = token_from_row(token, &row)?;
+        if now >= found.expires_at {
             return Err(Error::Expired {
                 what: WHAT,
-                id: redact(&token.token),
-                expired_at: token.expires_at,
+                id: redact(token),
+                expired_at: found.expires_at,
             });
         }
-        Ok(token)
+        Ok(found)
     }
 
     async fn prune_join_tokens(&self, now: i64) -> Result<u64> {
