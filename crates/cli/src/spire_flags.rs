@@ -35,13 +35,12 @@ pub fn rewrite(cmd: &clap::Command, args: impl IntoIterator<Item = OsString>) ->
                 after_double_dash = true;
                 return a;
             }
-            if let Some(rest) = s.strip_prefix('-') {
-                if !rest.starts_with('-') && rest.len() > 1 {
-                    let name = rest.split('=').next().unwrap_or(rest);
-                    if names.contains(name) {
-                        return OsString::from(format!("-{s}"));
-                    }
-                }
+            if let Some(rest) = s.strip_prefix('-')
+                && !rest.starts_with('-')
+                && rest.len() > 1
+                && names.contains(rest.split('=').next().unwrap_or(rest))
+            {
+                return OsString::from(format!("-{s}"));
             }
             a
         })
