@@ -110,6 +110,14 @@ pub enum CaError {
     CertFileRead { path: PathBuf, source: io::Error },
     #[error("certificate file {path} holds no \"-----BEGIN CERTIFICATE-----\" block")]
     CertFileNoCertificates { path: PathBuf },
+    #[error(
+        "certificate file {path} is not valid PEM ({source}); it must hold \
+         \"-----BEGIN CERTIFICATE-----\" blocks as openssl and cert-manager write them"
+    )]
+    CertFilePem {
+        path: PathBuf,
+        source: sigil_spiffe::PemError,
+    },
     #[error("certificate file {path}: certificate #{index} is corrupt: {detail}")]
     CertFileCorrupt {
         path: PathBuf,
@@ -255,6 +263,7 @@ impl CaError {
             | CertFileMissing { .. }
             | CertFileRead { .. }
             | CertFileNoCertificates { .. }
+            | CertFilePem { .. }
             | CertFileCorrupt { .. }
             | FileWrite { .. }
             | UpstreamNotCa { .. }

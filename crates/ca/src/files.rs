@@ -29,7 +29,8 @@ pub fn write_key_file(path: &Path, key: &PrivateKey) -> Result<(), CaError> {
 
 /// Writes certificates as concatenated PEM to `path`, atomically, mode 0644.
 pub fn write_cert_file(path: &Path, certs: &[CertificateDer<'_>]) -> Result<(), CaError> {
-    write_atomic(path, pem::encode_certs(certs).as_bytes(), CERT_FILE_MODE)
+    let pem = sigil_spiffe::pem::encode_certificates(certs);
+    write_atomic(path, pem.as_bytes(), CERT_FILE_MODE)
 }
 
 /// Loads a private key from a PEM file after checking that only its owner can read it.
@@ -83,6 +84,10 @@ pub fn read_cert_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, CaErr
     pem::decode_certs(&bytes).map_err(|e| match e {
         CertPemError::NoCertificates => CaError::CertFileNoCertificates {
             path: path.to_owned(),
+        },
+        CertPemError::Pem(source) => CaError::CertFilePem {
+            path: path.to_owned(),
+            source,
         },
         CertPemError::Corrupt { index, detail } => CaError::CertFileCorrupt {
             path: path.to_owned(),

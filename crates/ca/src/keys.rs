@@ -19,9 +19,9 @@ use aws_lc_rs::signature::{
 };
 use rustls_pki_types::pem::{PemObject, SectionKind};
 use sha2::{Digest, Sha256};
+use sigil_spiffe::der::{self, oid};
 use zeroize::Zeroizing;
 
-use crate::der;
 use crate::error::{CaError, KeyProblem};
 
 /// The key algorithms Sigil generates and accepts for CA keys.
@@ -123,17 +123,10 @@ impl<'de> serde::Deserialize<'de> for KeyType {
     }
 }
 
-// DER contents of the object identifiers we recognise.
-const OID_RSA_ENCRYPTION: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
-const OID_EC_PUBLIC_KEY: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
-const OID_P256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
-const OID_P384: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x22];
-const OID_ED25519: &[u8] = &[0x2b, 0x65, 0x70];
-
 /// A human name for an algorithm or curve OID (DER content bytes), for error messages.
 pub(crate) fn oid_name(oid: &[u8]) -> String {
     let known: &[(&[u8], &str)] = &[
-        (&[0x2b, 0x81, 0x04, 0x00, 0x23], "EC curve secp521r1"),
+        (oid::P521, "EC curve secp521r1"),
         (&[0x2b, 0x81, 0x04, 0x00, 0x0a], "EC curve secp256k1"),
         (
             &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0a],
@@ -143,33 +136,11 @@ pub(crate) fn oid_name(oid: &[u8]) -> String {
         (&[0x2b, 0x65, 0x6e], "X25519"),
         (&[0x2b, 0x65, 0x71], "Ed448"),
     ];
-    let dotted = oid_dotted(oid);
+    let dotted = der::oid_to_string(oid);
     match known.iter().find(|(k, _)| *k == oid) {
         Some((_, name)) => format!("{name} ({dotted})"),
         None => format!("OID {dotted}"),
     }
-}
-
-fn oid_dotted(oid: &[u8]) -> String {
-    let mut arcs: Vec<u64> = Vec::new();
-    let mut acc: u64 = 0;
-    for &b in oid {
-        acc = (acc << 7) | u64::from(b & 0x7f);
-        if b & 0x80 == 0 {
-            if arcs.is_empty() {
-                let first = (acc / 40).min(2);
-                arcs.push(first);
-                arcs.push(acc - first * 40);
-            } else {
-                arcs.push(acc);
-            }
-            acc = 0;
-        }
-    }
-    arcs.iter()
-        .map(u64::to_string)
-        .collect::<Vec<_>>()
-        .join(".")
 }
 
 enum Inner {
@@ -256,25 +227,25 @@ impl PrivateKey {
     /// Parses an unencrypted PKCS#8 `PrivateKeyInfo` (RFC 5208/5958).
     pub fn from_pkcs8_der(der: &[u8]) -> Result<Self, KeyProblem> {
         let bad = || KeyProblem::Corrupt("not a PKCS#8 PrivateKeyInfo structure".into());
-        let (seq, trailing) = der::expect(der, der::TAG_SEQUENCE).ok_or_else(bad)?;
+        let (seq, trailing) = der::expect(der, der::SEQUENCE).ok_or_else(bad)?;
         if !trailing.is_empty() {
             return Err(KeyProblem::Corrupt("trailing bytes after the key".into()));
         }
-        let (_version, rest) = der::expect(seq.content, der::TAG_INTEGER).ok_or_else(bad)?;
-        let (alg_id, _) = der::expect(rest, der::TAG_SEQUENCE).ok_or_else(bad)?;
-        let (oid, params) = der::expect(alg_id.content, der::TAG_OID).ok_or_else(bad)?;
-        match oid.content {
-            OID_RSA_ENCRYPTION => Self::rsa(RsaKeyPair::from_pkcs8(der).map_err(corrupt)?),
-            OID_ED25519 => Ok(PrivateKey {
+        let (_version, rest) = der::expect(seq, der::INTEGER).ok_or_else(bad)?;
+        let (alg_id, _) = der::expect(rest, der::SEQUENCE).ok_or_else(bad)?;
+        let (alg, params) = der::expect(alg_id, der::OID).ok_or_else(bad)?;
+        match alg {
+            oid::RSA_ENCRYPTION => Self::rsa(RsaKeyPair::from_pkcs8(der).map_err(corrupt)?),
+            oid::ED25519 => Ok(PrivateKey {
                 key_type: KeyType::Ed25519,
                 inner: Inner::Ed25519(
                     Ed25519KeyPair::from_pkcs8_maybe_unchecked(der).map_err(corrupt)?,
                 ),
             }),
-            OID_EC_PUBLIC_KEY => {
-                let (curve, _) = der::expect(params, der::TAG_OID)
+            oid::EC_PUBLIC_KEY => {
+                let (curve, _) = der::expect(params, der::OID)
                     .ok_or_else(|| KeyProblem::Corrupt("EC key without a named curve".into()))?;
-                let (key_type, alg) = ec_curve(curve.content)?;
+                let (key_type, alg) = ec_curve(curve)?;
                 let kp = EcdsaKeyPair::from_pkcs8(alg, der).map_err(corrupt)?;
                 Ok(PrivateKey {
                     key_type,
@@ -288,20 +259,15 @@ impl PrivateKey {
     /// Parses a SEC1 `ECPrivateKey` (RFC 5915), as in `EC PRIVATE KEY` PEM blocks.
     pub fn from_sec1_der(der: &[u8]) -> Result<Self, KeyProblem> {
         let bad = || KeyProblem::Corrupt("not a SEC1 ECPrivateKey structure".into());
-        let (seq, _) = der::expect(der, der::TAG_SEQUENCE).ok_or_else(bad)?;
-        let (_version, rest) = der::expect(seq.content, der::TAG_INTEGER).ok_or_else(bad)?;
-        let (scalar, rest) = der::expect(rest, der::TAG_OCTET_STRING).ok_or_else(bad)?;
-        let curve = match der::expect(rest, der::TAG_CONTEXT_0) {
-            Some((params, _)) => {
-                der::expect(params.content, der::TAG_OID)
-                    .ok_or_else(bad)?
-                    .0
-                    .content
-            }
+        let (seq, _) = der::expect(der, der::SEQUENCE).ok_or_else(bad)?;
+        let (_version, rest) = der::expect(seq, der::INTEGER).ok_or_else(bad)?;
+        let (scalar, rest) = der::expect(rest, der::OCTET_STRING).ok_or_else(bad)?;
+        let curve = match der::expect(rest, der::CONTEXT_0) {
+            Some((params, _)) => der::expect(params, der::OID).ok_or_else(bad)?.0,
             // Without parameters the curve follows from the scalar's length.
-            None => match scalar.content.len() {
-                32 => OID_P256,
-                48 => OID_P384,
+            None => match scalar.len() {
+                32 => oid::P256,
+                48 => oid::P384,
                 n => {
                     return Err(KeyProblem::UnsupportedAlgorithm(format!(
                         "EC key with a {n}-byte private scalar"
@@ -366,10 +332,7 @@ impl PrivateKey {
 
     /// Serialises the private key as a PKCS#8 `PRIVATE KEY` PEM block.
     pub fn to_pkcs8_pem(&self) -> Result<Zeroizing<String>, CaError> {
-        Ok(crate::pem::encode_secret(
-            "PRIVATE KEY",
-            &self.to_pkcs8_der()?,
-        ))
+        crate::pem::encode_secret("PRIVATE KEY", &self.to_pkcs8_der()?)
     }
 
     /// Signs `message` with this key's signature algorithm (see [`KeyType`]).
@@ -398,8 +361,8 @@ impl PrivateKey {
 
 fn ec_curve(curve: &[u8]) -> Result<(KeyType, &'static EcdsaSigningAlgorithm), KeyProblem> {
     match curve {
-        OID_P256 => Ok((KeyType::EcP256, &ECDSA_P256_SHA256_ASN1_SIGNING)),
-        OID_P384 => Ok((KeyType::EcP384, &ECDSA_P384_SHA384_ASN1_SIGNING)),
+        oid::P256 => Ok((KeyType::EcP256, &ECDSA_P256_SHA256_ASN1_SIGNING)),
+        oid::P384 => Ok((KeyType::EcP384, &ECDSA_P384_SHA384_ASN1_SIGNING)),
         other => Err(KeyProblem::UnsupportedAlgorithm(oid_name(other))),
     }
 }

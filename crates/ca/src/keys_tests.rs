@@ -5,8 +5,9 @@ use aws_lc_rs::signature::{
     VerificationAlgorithm,
 };
 
+use sigil_spiffe::pem::encode_block;
+
 use super::*;
-use crate::pem;
 
 #[test]
 fn key_type_names_round_trip_through_from_str_display_and_serde() {
@@ -82,21 +83,17 @@ fn every_key_type_generates_signs_exports_and_reloads() {
 
 /// The privateKey OCTET STRING inside a PKCS#8 structure (PKCS#1 for RSA, SEC1 for EC).
 fn pkcs8_inner(pkcs8: &[u8]) -> Vec<u8> {
-    let (seq, _) = der::expect(pkcs8, der::TAG_SEQUENCE).unwrap();
-    let (_, rest) = der::expect(seq.content, der::TAG_INTEGER).unwrap();
-    let (_, rest) = der::expect(rest, der::TAG_SEQUENCE).unwrap();
-    der::expect(rest, der::TAG_OCTET_STRING)
-        .unwrap()
-        .0
-        .content
-        .to_vec()
+    let (seq, _) = der::expect(pkcs8, der::SEQUENCE).unwrap();
+    let (_, rest) = der::expect(seq, der::INTEGER).unwrap();
+    let (_, rest) = der::expect(rest, der::SEQUENCE).unwrap();
+    der::expect(rest, der::OCTET_STRING).unwrap().0.to_vec()
 }
 
 #[test]
 fn pkcs1_rsa_private_key_pem_loads() {
     let key = PrivateKey::generate(KeyType::Rsa2048).unwrap();
     let pkcs1 = pkcs8_inner(&key.to_pkcs8_der().unwrap());
-    let pem = pem::encode("RSA PRIVATE KEY", &pkcs1);
+    let pem = encode_block("RSA PRIVATE KEY", &pkcs1);
     let back = PrivateKey::from_pem(pem.as_bytes()).unwrap();
     assert_eq!(back.key_type(), KeyType::Rsa2048);
     assert_eq!(back.public_key_raw(), key.public_key_raw());
@@ -108,7 +105,7 @@ fn pkcs1_rsa_private_key_pem_loads() {
 fn sec1_ec_private_key_pem_loads_with_and_without_curve_parameters() {
     let kp = EcdsaKeyPair::generate(&ECDSA_P384_SHA384_ASN1_SIGNING).unwrap();
     let sec1 = kp.private_key().as_der().unwrap();
-    let pem = pem::encode("EC PRIVATE KEY", sec1.as_ref());
+    let pem = encode_block("EC PRIVATE KEY", sec1.as_ref());
     let back = PrivateKey::from_pem(pem.as_bytes()).unwrap();
     assert_eq!(back.key_type(), KeyType::EcP384);
     assert_eq!(back.public_key_raw(), kp.public_key().as_ref());
@@ -116,7 +113,7 @@ fn sec1_ec_private_key_pem_loads_with_and_without_curve_parameters() {
     // The SEC1 inside aws-lc's PKCS#8 omits the curve (it is in the algorithm identifier).
     let p256 = PrivateKey::generate(KeyType::EcP256).unwrap();
     let bare = pkcs8_inner(&p256.to_pkcs8_der().unwrap());
-    let back = PrivateKey::from_pem(pem::encode("EC PRIVATE KEY", &bare).as_bytes()).unwrap();
+    let back = PrivateKey::from_pem(encode_block("EC PRIVATE KEY", &bare).as_bytes()).unwrap();
     assert_eq!(back.key_type(), KeyType::EcP256);
     assert_eq!(back.public_key_raw(), p256.public_key_raw());
 }
@@ -149,7 +146,7 @@ fn pem_problems_are_told_apart() {
     // A certificate next to the key is fine (a combined PEM).
     assert!(PrivateKey::from_pem(format!("{}{}", cert.pem(), *key_pem).as_bytes()).is_ok());
 
-    let encrypted = pem::encode("ENCRYPTED PRIVATE KEY", &[0x30, 0x00]);
+    let encrypted = encode_block("ENCRYPTED PRIVATE KEY", &[0x30, 0x00]);
     assert_eq!(
         PrivateKey::from_pem(encrypted.as_bytes()).unwrap_err(),
         KeyProblem::Encrypted
@@ -161,7 +158,7 @@ fn pem_problems_are_told_apart() {
         KeyProblem::Encrypted
     );
 
-    let garbage = pem::encode("PRIVATE KEY", b"definitely not DER");
+    let garbage = encode_block("PRIVATE KEY", b"definitely not DER");
     assert!(matches!(
         PrivateKey::from_pem(garbage.as_bytes()),
         Err(KeyProblem::Corrupt(_))
@@ -172,7 +169,7 @@ fn pem_problems_are_told_apart() {
         .unwrap()
         .to_vec();
     der.truncate(der.len() - 4);
-    let truncated = pem::encode("PRIVATE KEY", &der);
+    let truncated = encode_block("PRIVATE KEY", &der);
     assert!(matches!(
         PrivateKey::from_pem(truncated.as_bytes()),
         Err(KeyProblem::Corrupt(_))
@@ -183,7 +180,7 @@ fn pem_problems_are_told_apart() {
 fn unsupported_algorithms_are_named() {
     let rng = SystemRandom::new();
     let p521 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P521_SHA512_ASN1_SIGNING, &rng).unwrap();
-    let pem = pem::encode("PRIVATE KEY", p521.as_ref());
+    let pem = encode_block("PRIVATE KEY", p521.as_ref());
     match PrivateKey::from_pem(pem.as_bytes()) {
         Err(KeyProblem::UnsupportedAlgorithm(a)) => assert!(a.contains("secp521r1"), "{a}"),
         other => panic!("{other:?}"),

@@ -16,12 +16,11 @@
 //! async runtime. Time is always passed in (`now`).
 
 pub mod authority;
-mod der;
 pub mod error;
 pub mod files;
 pub mod keys;
 pub mod manager;
-pub mod pem;
+mod pem;
 pub mod rotation;
 pub mod signer;
 pub mod template;

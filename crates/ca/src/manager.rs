@@ -320,10 +320,7 @@ impl CaManager {
         req: &SvidRequest,
         now: OffsetDateTime,
     ) -> Result<IssuedCert, CaError> {
-        self.active
-            .as_ref()
-            .ok_or(CaError::NoActiveCa)?
-            .sign_csr(csr_der, req, now)
+        self.signing_ca()?.sign_csr(csr_der, req, now)
     }
 
     /// Issues an X509-SVID with the active CA for a DER SubjectPublicKeyInfo.
@@ -333,10 +330,11 @@ impl CaManager {
         req: &SvidRequest,
         now: OffsetDateTime,
     ) -> Result<IssuedCert, CaError> {
-        self.active
-            .as_ref()
-            .ok_or(CaError::NoActiveCa)?
-            .sign_public_key(spki_der, req, now)
+        self.signing_ca()?.sign_public_key(spki_der, req, now)
+    }
+
+    fn signing_ca(&self) -> Result<&X509Authority, CaError> {
+        self.active.as_deref().ok_or(CaError::NoActiveCa)
     }
 
     /// The trust anchors to publish at `now` (see [`rotation::bundle_roots`]).

@@ -1,113 +1,59 @@
-//! PEM encoding (RFC 7468) and certificate PEM decoding.
-//!
-//! Decoding uses `rustls-pki-types`; encoding is a few lines of base64 kept here so that the
-//! crate needs no base64 dependency. Secret encodings are returned in [`Zeroizing`] buffers.
+//! What the CA adds to `sigil_spiffe::pem`: private keys encoded into zeroizing buffers, and the
+//! lenient reading of operator certificate files (other block types are skipped, every
+//! certificate must parse as X.509).
 
 use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::{PemObject, SectionKind};
+use sigil_spiffe::pem::{self as spiffe_pem, PemError};
 use zeroize::Zeroizing;
 
-const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+use crate::error::CaError;
 
-/// Encodes `der` as one PEM block with the given label, 64 characters a line, `\n` endings.
-pub fn encode(label: &str, der: &[u8]) -> String {
-    let mut out = String::with_capacity(der.len() * 4 / 3 + der.len() / 48 + 2 * label.len() + 40);
-    write_block(&mut out, label, der);
-    out
-}
-
-/// Like [`encode`], for secret material: the result is wiped when dropped.
-pub fn encode_secret(label: &str, der: &[u8]) -> Zeroizing<String> {
-    let mut out = Zeroizing::new(String::with_capacity(
-        der.len() * 4 / 3 + der.len() / 48 + 2 * label.len() + 40,
-    ));
-    write_block(&mut out, label, der);
-    out
-}
-
-/// Encodes certificates as concatenated `CERTIFICATE` blocks.
-pub fn encode_certs<'a>(certs: impl IntoIterator<Item = &'a CertificateDer<'a>>) -> String {
-    certs
-        .into_iter()
-        .map(|c| encode("CERTIFICATE", c))
-        .collect()
-}
-
-fn write_block(out: &mut String, label: &str, der: &[u8]) {
-    out.push_str("-----BEGIN ");
-    out.push_str(label);
-    out.push_str("-----\n");
-    let mut col = 0;
-    for chunk in der.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        let chars = [
-            ALPHABET[(n >> 18) as usize & 63],
-            ALPHABET[(n >> 12) as usize & 63],
-            if chunk.len() > 1 {
-                ALPHABET[(n >> 6) as usize & 63]
-            } else {
-                b'='
-            },
-            if chunk.len() > 2 {
-                ALPHABET[n as usize & 63]
-            } else {
-                b'='
-            },
-        ];
-        for c in chars {
-            out.push(char::from(c));
-            col += 1;
-            if col == 64 {
-                out.push('\n');
-                col = 0;
-            }
-        }
-    }
-    if col != 0 {
-        out.push('\n');
-    }
-    out.push_str("-----END ");
-    out.push_str(label);
-    out.push_str("-----\n");
+/// Encodes secret DER (a private key) as one PEM block. The encoding is written straight into
+/// a zeroizing buffer that then becomes the returned string without a copy, so no unwiped
+/// copy of the key's PEM is left in memory.
+pub(crate) fn encode_secret(label: &str, der: &[u8]) -> Result<Zeroizing<String>, CaError> {
+    let mut bytes = Zeroizing::new(Vec::new());
+    spiffe_pem::encode_block_into(&mut bytes, label, der);
+    // `String::from_utf8` takes over the allocation; on failure it hands it back, wiped on drop.
+    String::from_utf8(std::mem::take(&mut *bytes))
+        .map(Zeroizing::new)
+        .map_err(|e| {
+            drop(Zeroizing::new(e.into_bytes()));
+            CaError::Encoding("PEM encoding produced non-ASCII output".into())
+        })
 }
 
 /// Why PEM text did not yield certificates.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CertPemError {
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum CertPemError {
     /// No `CERTIFICATE` block at all.
+    #[error("no \"-----BEGIN CERTIFICATE-----\" block")]
     NoCertificates,
-    /// A block could not be decoded; `index` counts certificates from 0.
+    /// The text is not well-formed PEM.
+    #[error("{0}")]
+    Pem(PemError),
+    /// A block is not an X.509 certificate; `index` counts certificates from 0.
+    #[error("certificate #{index} is corrupt: {detail}")]
     Corrupt { index: usize, detail: String },
 }
 
-/// Decodes every `CERTIFICATE` block, in order, and checks each parses as X.509.
-pub fn decode_certs(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, CertPemError> {
+/// Decodes every `CERTIFICATE` block, in order, skipping blocks of other types (a combined
+/// key-and-certificate file is common), and checks each parses as X.509.
+pub(crate) fn decode_certs(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, CertPemError> {
+    let blocks = match spiffe_pem::decode_blocks(&String::from_utf8_lossy(pem)) {
+        Ok(blocks) => blocks,
+        Err(PemError::NotPem) => return Err(CertPemError::NoCertificates),
+        Err(e) => return Err(CertPemError::Pem(e)),
+    };
     let mut certs = Vec::new();
-    for item in <(SectionKind, Vec<u8>)>::pem_slice_iter(pem) {
-        let index = certs.len();
-        match item {
-            Ok((SectionKind::Certificate, der)) => {
-                if let Err(e) = x509_parser::parse_x509_certificate(&der) {
-                    return Err(CertPemError::Corrupt {
-                        index,
-                        detail: e.to_string(),
-                    });
-                }
-                certs.push(CertificateDer::from(der));
-            }
-            Ok(_) => {}
-            Err(e) => {
-                return Err(CertPemError::Corrupt {
-                    index,
-                    detail: e.to_string(),
-                });
-            }
+    for block in blocks.into_iter().filter(|b| b.label == "CERTIFICATE") {
+        if let Err(e) = x509_parser::parse_x509_certificate(&block.der) {
+            return Err(CertPemError::Corrupt {
+                index: certs.len(),
+                detail: e.to_string(),
+            });
         }
+        certs.push(CertificateDer::from(block.der));
     }
     if certs.is_empty() {
         return Err(CertPemError::NoCertificates);
@@ -120,40 +66,56 @@ mod tests {
     use super::*;
 
     #[test]
-    fn encodes_rfc4648_vectors() {
-        let cases: [(&[u8], &str); 7] = [
-            (b"", ""),
-            (b"f", "Zg=="),
-            (b"fo", "Zm8="),
-            (b"foo", "Zm9v"),
-            (b"foob", "Zm9vYg=="),
-            (b"fooba", "Zm9vYmE="),
-            (b"foobar", "Zm9vYmFy"),
-        ];
-        for (input, b64) in cases {
-            let pem = encode("X", input);
-            let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-            assert_eq!(body, b64, "input {input:?}");
-        }
-    }
-
-    #[test]
-    fn round_trips_through_the_pki_types_decoder_with_line_wrapping() {
+    fn secret_encoding_matches_the_plain_encoder() {
         let der: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
-        let pem = encode("PRIVATE KEY", &der);
-        assert!(pem.lines().all(|l| l.len() <= 64));
-        let back = rustls_pki_types::PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes()).unwrap();
-        assert_eq!(back.secret_pkcs8_der(), &der[..]);
-        assert_eq!(*encode_secret("PRIVATE KEY", &der), pem);
+        assert_eq!(
+            *encode_secret("PRIVATE KEY", &der).unwrap(),
+            spiffe_pem::encode_block("PRIVATE KEY", &der)
+        );
     }
 
     #[test]
-    fn decode_certs_reports_missing_and_corrupt_blocks() {
+    fn decode_certs_reports_missing_malformed_and_corrupt_blocks() {
         assert_eq!(decode_certs(b"hello"), Err(CertPemError::NoCertificates));
-        let bogus = encode("CERTIFICATE", b"not a certificate");
+        assert_eq!(decode_certs(b""), Err(CertPemError::NoCertificates));
+        let key_only = spiffe_pem::encode_block("PRIVATE KEY", b"k");
+        assert_eq!(
+            decode_certs(key_only.as_bytes()),
+            Err(CertPemError::NoCertificates)
+        );
+        let unterminated = "-----BEGIN CERTIFICATE-----\nAAAA\n";
+        assert!(matches!(
+            decode_certs(unterminated.as_bytes()),
+            Err(CertPemError::Pem(PemError::Unterminated { line: 1, .. }))
+        ));
+
+        let cert = rcgen::generate_simple_self_signed(vec!["a.example".into()])
+            .unwrap()
+            .cert;
+        let bogus = format!(
+            "{}{}",
+            cert.pem(),
+            spiffe_pem::encode_block("CERTIFICATE", b"not a certificate")
+        );
         assert!(matches!(
             decode_certs(bogus.as_bytes()),
-            Err(CertPemError::Corrupt { index: 0, .. })
+            Err(CertPemError::Corrupt { index: 1, .. })
         ));
+    }
+
+    #[test]
+    fn decode_certs_skips_other_blocks() {
+        let cert = rcgen::generate_simple_self_signed(vec!["a.example".into()])
+            .unwrap()
+            .cert;
+        let combined = format!(
+            "{}{}",
+            spiffe_pem::encode_block("PRIVATE KEY", b"k"),
+            cert.pem()
+        );
+        assert_eq!(
+            decode_certs(combined.as_bytes()),
+            Ok(vec![cert.der().clone()])
+        );
     }
 }

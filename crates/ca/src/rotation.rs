@@ -314,27 +314,36 @@ pub fn bundle_roots(journal: &Journal, now: OffsetDateTime) -> Vec<CertificateDe
     roots
 }
 
+/// One certificate as a PEM string.
 mod pem_cert {
     use rustls_pki_types::CertificateDer;
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(c: &CertificateDer<'static>, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&crate::pem::encode("CERTIFICATE", c))
+        s.serialize_str(&sigil_spiffe::pem::encode_block("CERTIFICATE", c))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(
         d: D,
     ) -> Result<CertificateDer<'static>, D::Error> {
-        let s = String::deserialize(d)?;
-        let mut certs = crate::pem::decode_certs(s.as_bytes())
-            .map_err(|e| serde::de::Error::custom(format!("bad certificate PEM: {e:?}")))?;
-        if certs.len() != 1 {
-            return Err(serde::de::Error::custom("expected exactly one certificate"));
+        from_pem(&String::deserialize(d)?)
+    }
+
+    /// Exactly one certificate that parses as X.509.
+    pub(super) fn from_pem<E: serde::de::Error>(pem: &str) -> Result<CertificateDer<'static>, E> {
+        let certs = crate::pem::decode_certs(pem.as_bytes())
+            .map_err(|e| E::custom(format!("bad certificate PEM: {e}")))?;
+        match <[CertificateDer<'static>; 1]>::try_from(certs) {
+            Ok([cert]) => Ok(cert),
+            Err(certs) => Err(E::custom(format!(
+                "expected exactly one certificate, found {}",
+                certs.len()
+            ))),
         }
-        Ok(certs.remove(0))
     }
 }
 
+/// A list of certificates, each as a PEM string.
 mod pem_certs {
     use rustls_pki_types::CertificateDer;
     use serde::{Deserialize, Deserializer, Serializer};
@@ -343,23 +352,20 @@ mod pem_certs {
         certs: &[CertificateDer<'static>],
         s: S,
     ) -> Result<S::Ok, S::Error> {
-        s.collect_seq(certs.iter().map(|c| crate::pem::encode("CERTIFICATE", c)))
+        s.collect_seq(
+            certs
+                .iter()
+                .map(|c| sigil_spiffe::pem::encode_block("CERTIFICATE", c)),
+        )
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(
         d: D,
     ) -> Result<Vec<CertificateDer<'static>>, D::Error> {
-        let pems = Vec::<String>::deserialize(d)?;
-        let mut out = Vec::with_capacity(pems.len());
-        for p in pems {
-            let mut certs = crate::pem::decode_certs(p.as_bytes())
-                .map_err(|e| serde::de::Error::custom(format!("bad certificate PEM: {e:?}")))?;
-            if certs.len() != 1 {
-                return Err(serde::de::Error::custom("expected exactly one certificate"));
-            }
-            out.push(certs.remove(0));
-        }
-        Ok(out)
+        Vec::<String>::deserialize(d)?
+            .iter()
+            .map(|p| super::pem_cert::from_pem(p))
+            .collect()
     }
 }
 

@@ -18,8 +18,8 @@
 use std::time::Duration;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, DnValue, ExtendedKeyUsagePurpose, IsCa,
-    KeyUsagePurpose, SanType, SerialNumber,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, DnValue,
+    ExtendedKeyUsagePurpose, IsCa, KeyUsagePurpose, SanType, SerialNumber,
 };
 use sigil_spiffe::{SpiffeId, TrustDomain};
 use time::OffsetDateTime;
@@ -159,19 +159,12 @@ fn ca_params(
     not_before: OffsetDateTime,
     not_after: OffsetDateTime,
 ) -> Result<CertificateParams, CaError> {
-    let mut p = CertificateParams::default();
-    p.distinguished_name = rcgen::DistinguishedName::new();
-    if let Some(c) = &subject.country {
-        p.distinguished_name
-            .push(DnType::CountryName, printable(c)?);
-    }
-    if let Some(o) = &subject.organization {
-        p.distinguished_name
-            .push(DnType::OrganizationName, o.as_str());
-    }
-    if let Some(cn) = &subject.common_name {
-        p.distinguished_name.push(DnType::CommonName, cn.as_str());
-    }
+    let mut p = base_params(serial, not_before, not_after);
+    p.distinguished_name = subject_name(
+        subject.country.as_deref(),
+        subject.organization.as_deref(),
+        subject.common_name.as_deref(),
+    )?;
     // Like SPIRE: the serial in the subject makes every CA generation's name unique.
     p.distinguished_name.push(
         DnType::CustomDnType(OID_DN_SERIAL_NUMBER.to_vec()),
@@ -183,9 +176,6 @@ fn ca_params(
         KeyUsagePurpose::CrlSign,
         KeyUsagePurpose::DigitalSignature,
     ];
-    p.serial_number = Some(serial.to_rcgen());
-    p.not_before = not_before;
-    p.not_after = not_after;
     Ok(p)
 }
 
@@ -201,22 +191,15 @@ pub fn svid_params(
     if id.is_root() {
         return Err(CaError::IdIsTrustDomain { id: id.to_string() });
     }
-    let mut p = CertificateParams::default();
-    p.distinguished_name = rcgen::DistinguishedName::new();
-    p.distinguished_name
-        .push(DnType::CountryName, printable("US")?);
-    p.distinguished_name
-        .push(DnType::OrganizationName, "SPIFFE");
     let mut sans = vec![SanType::URI(ia5(id.as_str())?)];
     for name in dns_names {
         validate_dns_name(name)?;
         sans.push(SanType::DnsName(ia5(name)?));
     }
+    let mut p = base_params(serial, not_before, not_after);
     // X.520 caps commonName at 64 characters; a longer first DNS name stays a SAN only.
-    if let Some(first) = dns_names.first().filter(|n| n.len() <= 64) {
-        p.distinguished_name
-            .push(DnType::CommonName, first.as_str());
-    }
+    let cn = dns_names.first().filter(|n| n.len() <= 64);
+    p.distinguished_name = subject_name(Some("US"), Some("SPIFFE"), cn.map(String::as_str))?;
     p.subject_alt_names = sans;
     p.is_ca = IsCa::ExplicitNoCa;
     p.key_usages = vec![
@@ -229,10 +212,39 @@ pub fn svid_params(
         ExtendedKeyUsagePurpose::ClientAuth,
     ];
     p.use_authority_key_identifier_extension = true;
+    Ok(p)
+}
+
+/// What every shape shares: the serial and the validity period.
+fn base_params(
+    serial: Serial,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+) -> CertificateParams {
+    let mut p = CertificateParams::default();
     p.serial_number = Some(serial.to_rcgen());
     p.not_before = not_before;
     p.not_after = not_after;
-    Ok(p)
+    p
+}
+
+/// A subject of C, O and CN, each only when given, in that order.
+fn subject_name(
+    country: Option<&str>,
+    organization: Option<&str>,
+    common_name: Option<&str>,
+) -> Result<DistinguishedName, CaError> {
+    let mut dn = DistinguishedName::new();
+    if let Some(c) = country {
+        dn.push(DnType::CountryName, printable(c)?);
+    }
+    if let Some(o) = organization {
+        dn.push(DnType::OrganizationName, o);
+    }
+    if let Some(cn) = common_name {
+        dn.push(DnType::CommonName, cn);
+    }
+    Ok(dn)
 }
 
 /// An agent's X509-SVID: the same shape as a workload SVID, without DNS names.

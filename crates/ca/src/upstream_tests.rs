@@ -62,10 +62,7 @@ fn write(path: &Path, contents: &str, mode: u32) {
 }
 
 fn pem_of(certs: &[&Pki]) -> String {
-    certs
-        .iter()
-        .map(|p| crate::pem::encode("CERTIFICATE", &p.der))
-        .collect()
+    sigil_spiffe::pem::encode_certificates(certs.iter().map(|p| &p.der))
 }
 
 /// Writes `tls.crt`, `tls.key` (0600) and optionally `ca.crt` into `dir`.
@@ -221,7 +218,7 @@ fn corrupt_or_exposed_keys_are_refused() {
 
     write(
         &files.key,
-        &crate::pem::encode("PRIVATE KEY", b"\x30\x03garbage"),
+        &sigil_spiffe::pem::encode_block("PRIVATE KEY", b"\x30\x03garbage"),
         0o600,
     );
     assert!(matches!(

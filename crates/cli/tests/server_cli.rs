@@ -256,15 +256,7 @@ fn cli_without_a_server_says_what_to_check() {
 #[test]
 fn server_with_unreachable_datastore_fails_fast_and_clearly() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(SIGIL)
-        .args(["server", "run", "--data-dir"])
-        .arg(dir.path())
-        .args(["--bind-port", "0", "--metrics-address", "off"])
-        .args(["--datastore", "postgres://postgres@127.0.0.1:1/sigil"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = server_fails(dir.path(), &["--datastore", "postgres://postgres@127.0.0.1:1/sigil"]);
     assert!(
         err.contains("127.0.0.1:1") && err.to_lowercase().contains("postgres"),
         "{err}"
@@ -306,14 +298,7 @@ fn corrupt_ca_key_stops_the_server_with_the_file_named() {
         )
         .unwrap();
     }
-    let out = Command::new(SIGIL)
-        .args(["server", "run", "--data-dir"])
-        .arg(dir.path())
-        .args(["--bind-port", "0", "--metrics-address", "off"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = server_fails(dir.path(), &[]);
     assert!(
         keys.iter().any(|k| err.contains(k.to_str().unwrap())),
         "{err}"
@@ -385,4 +370,54 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+/// An upstream CA in cert-manager's `ca` issuer shape (`tls.crt` + `tls.key`), made by openssl.
+fn openssl_upstream(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (crt, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+    let out = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt)
+        .args(["-subj", "/O=Example/CN=upstream root", "-days", "30"])
+        .args(["-addext", "basicConstraints=critical,CA:TRUE"])
+        .args(["-addext", "keyUsage=critical,keyCertSign,cRLSign"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    (crt, key)
+}
+
+#[test]
+fn upstream_ca_from_disk_is_the_bundle_root_and_its_key_must_be_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let pki = tempfile::tempdir().unwrap();
+    let (crt, key) = openssl_upstream(pki.path());
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--upstream-ca-cert", crt.to_str().unwrap(), "--upstream-ca-key", key.to_str().unwrap()];
+    let err = server_fails(dir.path(), &args);
+    assert!(err.contains("chmod 600") && err.contains(key.to_str().unwrap()), "{err}");
+
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let s = ServerProc::start_with(dir.path(), None, &args);
+    let upstream_pem = std::fs::read_to_string(&crt).unwrap();
+    let norm = |p: &str| p.split_whitespace().collect::<String>();
+    assert_eq!(norm(&bundle_pem(&s)), norm(&upstream_pem), "the bundle must be the upstream root");
+    s.stop();
+}
+
+/// Runs `sigil server run` expecting it to refuse to start; returns its stderr.
+fn server_fails(data_dir: &std::path::Path, extra: &[&str]) -> String {
+    let out = Command::new(SIGIL)
+        .args(["server", "run", "--data-dir"])
+        .arg(data_dir)
+        .args(["--bind-port", "0", "--metrics-address", "off"])
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "server started with {extra:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }

@@ -308,8 +308,10 @@ impl Admin for AdminApi {
         } else {
             Some(self.parse_id_in_td("spiffe_id", &r.spiffe_id)?)
         };
-        // 128 random bits, formatted as a UUID like SPIRE's tokens.
-        let b: [u8; 16] = rand::random();
+        // A random (version 4) UUID, like SPIRE's tokens.
+        let mut b: [u8; 16] = rand::random();
+        b[6] = (b[6] & 0x0f) | 0x40;
+        b[8] = (b[8] & 0x3f) | 0x80;
         let h = hex::encode(b);
         let token = format!(
             "{}-{}-{}-{}-{}",

@@ -2,12 +2,14 @@
 //! SubjectPublicKeyInfo DER (RFC 5280), with conversion both ways.
 //!
 //! Supported: EC P-256/P-384/P-521 (uncompressed points), RSA, Ed25519 (`OKP`).
-//! The DER reading and writing here covers exactly these SPKI shapes and nothing more.
+//! The DER work is done by [`crate::der`], which covers exactly these SPKI shapes.
 
 use base64::Engine as _;
 use base64::alphabet::URL_SAFE;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use serde_json::{Map, Value};
+
+use crate::der::{self, BIT_STRING, INTEGER, NULL, OID, SEQUENCE, oid_to_string};
 
 /// base64url without padding on output; padding tolerated on input (RFC 7515 §2 says none).
 const B64URL: GeneralPurpose = GeneralPurpose::new(
@@ -16,20 +18,6 @@ const B64URL: GeneralPurpose = GeneralPurpose::new(
         .with_encode_padding(false)
         .with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
-
-// OID contents (DER without tag and length).
-const OID_EC_PUBLIC_KEY: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
-const OID_P256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
-const OID_P384: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x22];
-const OID_P521: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x23];
-const OID_RSA_ENCRYPTION: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
-const OID_ED25519: &[u8] = &[0x2b, 0x65, 0x70];
-
-const TAG_INTEGER: u8 = 0x02;
-const TAG_BIT_STRING: u8 = 0x03;
-const TAG_NULL: u8 = 0x05;
-const TAG_OID: u8 = 0x06;
-const TAG_SEQUENCE: u8 = 0x30;
 
 /// A NIST curve usable in a bundle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -60,9 +48,9 @@ impl EcCurve {
 
     fn oid(self) -> &'static [u8] {
         match self {
-            EcCurve::P256 => OID_P256,
-            EcCurve::P384 => OID_P384,
-            EcCurve::P521 => OID_P521,
+            EcCurve::P256 => der::oid::P256,
+            EcCurve::P384 => der::oid::P384,
+            EcCurve::P521 => der::oid::P521,
         }
     }
 
@@ -175,8 +163,8 @@ impl PublicKey {
                 p
             }
             PublicKey::Rsa { n, e } => {
-                let body = [der_uint(n), der_uint(e)].concat();
-                tlv(TAG_SEQUENCE, &body)
+                let body = [der::encode_uint(n), der::encode_uint(e)].concat();
+                der::encode(SEQUENCE, &body)
             }
             PublicKey::Ed25519 { x } => x.clone(),
         }
@@ -185,28 +173,30 @@ impl PublicKey {
     /// Encodes the key as a DER SubjectPublicKeyInfo.
     pub fn to_spki_der(&self) -> Vec<u8> {
         let alg = match self {
-            PublicKey::Ec { curve, .. } => {
-                [tlv(TAG_OID, OID_EC_PUBLIC_KEY), tlv(TAG_OID, curve.oid())].concat()
-            }
+            PublicKey::Ec { curve, .. } => [
+                der::encode(OID, der::oid::EC_PUBLIC_KEY),
+                der::encode(OID, curve.oid()),
+            ]
+            .concat(),
             PublicKey::Rsa { .. } => {
-                [tlv(TAG_OID, OID_RSA_ENCRYPTION), tlv(TAG_NULL, &[])].concat()
+                [der::encode(OID, der::oid::RSA_ENCRYPTION), der::encode(NULL, &[])].concat()
             }
-            PublicKey::Ed25519 { .. } => tlv(TAG_OID, OID_ED25519),
+            PublicKey::Ed25519 { .. } => der::encode(OID, der::oid::ED25519),
         };
         let mut bits = vec![0u8]; // no unused bits
         bits.extend_from_slice(&self.subject_public_key());
-        let body = [tlv(TAG_SEQUENCE, &alg), tlv(TAG_BIT_STRING, &bits)].concat();
-        tlv(TAG_SEQUENCE, &body)
+        let body = [der::encode(SEQUENCE, &alg), der::encode(BIT_STRING, &bits)].concat();
+        der::encode(SEQUENCE, &body)
     }
 
     /// Reads a DER SubjectPublicKeyInfo.
     pub fn from_spki_der(spki: &[u8]) -> Result<Self, KeyError> {
-        let (outer, rest) = read_tlv(spki, TAG_SEQUENCE, "SubjectPublicKeyInfo")?;
+        let (outer, rest) = read_tlv(spki, SEQUENCE, "SubjectPublicKeyInfo")?;
         if !rest.is_empty() {
             return Err(KeyError::BadSpki("trailing data"));
         }
-        let (alg, rest) = read_tlv(outer, TAG_SEQUENCE, "AlgorithmIdentifier")?;
-        let (bits, rest) = read_tlv(rest, TAG_BIT_STRING, "subjectPublicKey")?;
+        let (alg, rest) = read_tlv(outer, SEQUENCE, "AlgorithmIdentifier")?;
+        let (bits, rest) = read_tlv(rest, BIT_STRING, "subjectPublicKey")?;
         if !rest.is_empty() {
             return Err(KeyError::BadSpki("trailing data in SubjectPublicKeyInfo"));
         }
@@ -214,25 +204,25 @@ impl PublicKey {
             Some((0, key)) => key,
             _ => return Err(KeyError::BadSpki("subjectPublicKey has unused bits")),
         };
-        let (oid, params) = read_tlv(alg, TAG_OID, "algorithm OID")?;
+        let (oid, params) = read_tlv(alg, OID, "algorithm OID")?;
         match oid {
-            OID_EC_PUBLIC_KEY => {
-                let (curve_oid, rest) = read_tlv(params, TAG_OID, "EC curve OID")?;
+            der::oid::EC_PUBLIC_KEY => {
+                let (curve_oid, rest) = read_tlv(params, OID, "EC curve OID")?;
                 if !rest.is_empty() {
                     return Err(KeyError::BadSpki("trailing data after the EC curve OID"));
                 }
                 let curve = EcCurve::from_oid(curve_oid)
-                    .ok_or_else(|| KeyError::UnsupportedCurve(oid_string(curve_oid)))?;
+                    .ok_or_else(|| KeyError::UnsupportedCurve(oid_to_string(curve_oid)))?;
                 ec_from_point(curve, key)
             }
-            OID_RSA_ENCRYPTION => {
+            der::oid::RSA_ENCRYPTION => {
                 // Parameters must be NULL (RFC 3279 §2.3.1); tolerate their absence.
-                if !params.is_empty() && params != [TAG_NULL, 0] {
+                if !params.is_empty() && params != [NULL, 0] {
                     return Err(KeyError::BadRsaKey("algorithm parameters are not NULL"));
                 }
                 rsa_from_der(key)
             }
-            OID_ED25519 => {
+            der::oid::ED25519 => {
                 if !params.is_empty() {
                     return Err(KeyError::BadSpki("Ed25519 algorithm has parameters"));
                 }
@@ -241,7 +231,7 @@ impl PublicKey {
                 }
                 Ok(PublicKey::Ed25519 { x: key.to_vec() })
             }
-            other => Err(KeyError::UnsupportedAlgorithm(oid_string(other))),
+            other => Err(KeyError::UnsupportedAlgorithm(oid_to_string(other))),
         }
     }
 
@@ -342,14 +332,14 @@ fn ec_from_point(curve: EcCurve, point: &[u8]) -> Result<PublicKey, KeyError> {
 
 fn rsa_from_der(der: &[u8]) -> Result<PublicKey, KeyError> {
     let (seq, rest) =
-        read_tlv(der, TAG_SEQUENCE, "RSAPublicKey").map_err(|_| KeyError::BadRsaKey("not DER"))?;
+        read_tlv(der, SEQUENCE, "RSAPublicKey").map_err(|_| KeyError::BadRsaKey("not DER"))?;
     if !rest.is_empty() {
         return Err(KeyError::BadRsaKey("trailing data"));
     }
     let (n, rest) =
-        read_tlv(seq, TAG_INTEGER, "modulus").map_err(|_| KeyError::BadRsaKey("bad modulus"))?;
+        read_tlv(seq, INTEGER, "modulus").map_err(|_| KeyError::BadRsaKey("bad modulus"))?;
     let (e, rest) =
-        read_tlv(rest, TAG_INTEGER, "exponent").map_err(|_| KeyError::BadRsaKey("bad exponent"))?;
+        read_tlv(rest, INTEGER, "exponent").map_err(|_| KeyError::BadRsaKey("bad exponent"))?;
     if !rest.is_empty() {
         return Err(KeyError::BadRsaKey("trailing data in RSAPublicKey"));
     }
@@ -370,133 +360,11 @@ fn strip_zeros(v: &[u8]) -> Vec<u8> {
     v[first..].to_vec()
 }
 
-/// Dotted form of an OID's contents, for messages.
-pub(crate) fn oid_string(oid: &[u8]) -> String {
-    let mut arcs: Vec<u64> = Vec::new();
-    let mut acc: u64 = 0;
-    for b in oid {
-        acc = (acc << 7) | u64::from(b & 0x7f);
-        if b & 0x80 == 0 {
-            if arcs.is_empty() {
-                let first = (acc / 40).min(2);
-                arcs.push(first);
-                arcs.push(acc - first * 40);
-            } else {
-                arcs.push(acc);
-            }
-            acc = 0;
-        }
-    }
-    arcs.iter()
-        .map(u64::to_string)
-        .collect::<Vec<_>>()
-        .join(".")
-}
-
-/// Reads one DER TLV with the expected tag; returns (contents, rest).
+/// Reads one DER element with the expected tag; returns (contents, rest).
 fn read_tlv<'a>(
     input: &'a [u8],
     tag: u8,
     what: &'static str,
 ) -> Result<(&'a [u8], &'a [u8]), KeyError> {
-    let bad = || KeyError::BadSpki(what);
-    let (&t, rest) = input.split_first().ok_or_else(bad)?;
-    if t != tag {
-        return Err(bad());
-    }
-    let (&l0, mut rest) = rest.split_first().ok_or_else(bad)?;
-    let len = if l0 < 0x80 {
-        usize::from(l0)
-    } else {
-        let n = usize::from(l0 & 0x7f);
-        if n == 0 || n > 4 || rest.len() < n {
-            return Err(bad());
-        }
-        let (len_bytes, r) = rest.split_at(n);
-        rest = r;
-        let len = len_bytes
-            .iter()
-            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
-        // DER: minimal length encoding.
-        if len < 0x80 || len_bytes[0] == 0 {
-            return Err(bad());
-        }
-        len
-    };
-    if rest.len() < len {
-        return Err(bad());
-    }
-    Ok(rest.split_at(len))
-}
-
-/// Encodes one DER TLV.
-fn tlv(tag: u8, contents: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(contents.len() + 6);
-    out.push(tag);
-    let len = contents.len();
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes = len.to_be_bytes();
-        let skip = bytes
-            .iter()
-            .position(|b| *b != 0)
-            .unwrap_or(bytes.len() - 1);
-        out.push(0x80 | (bytes.len() - skip) as u8);
-        out.extend_from_slice(&bytes[skip..]);
-    }
-    out.extend_from_slice(contents);
-    out
-}
-
-/// DER INTEGER of an unsigned big-endian value.
-fn der_uint(v: &[u8]) -> Vec<u8> {
-    let v = strip_zeros(v);
-    let mut body = Vec::with_capacity(v.len() + 1);
-    if v.first().is_none_or(|b| b & 0x80 != 0) {
-        body.push(0);
-    }
-    body.extend_from_slice(&v);
-    tlv(TAG_INTEGER, &body)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tlv_lengths_round_trip() {
-        for len in [0usize, 1, 127, 128, 255, 256, 70_000] {
-            let data = vec![7u8; len];
-            let enc = tlv(TAG_SEQUENCE, &data);
-            let (body, rest) = read_tlv(&enc, TAG_SEQUENCE, "t").unwrap();
-            assert_eq!(body, &data[..]);
-            assert!(rest.is_empty());
-        }
-    }
-
-    #[test]
-    fn non_minimal_length_is_rejected() {
-        // Length 5 written in long form.
-        let enc = [TAG_SEQUENCE, 0x81, 0x05, 1, 2, 3, 4, 5];
-        assert_eq!(
-            read_tlv(&enc, TAG_SEQUENCE, "t"),
-            Err(KeyError::BadSpki("t"))
-        );
-    }
-
-    #[test]
-    fn der_uint_adds_sign_byte() {
-        assert_eq!(der_uint(&[0x80]), vec![TAG_INTEGER, 2, 0, 0x80]);
-        assert_eq!(
-            der_uint(&[0x00, 0x01, 0x00, 0x01]),
-            vec![TAG_INTEGER, 3, 1, 0, 1]
-        );
-    }
-
-    #[test]
-    fn oid_strings() {
-        assert_eq!(oid_string(OID_P256), "1.2.840.10045.3.1.7");
-        assert_eq!(oid_string(OID_ED25519), "1.3.101.112");
-    }
+    der::expect(input, tag).ok_or(KeyError::BadSpki(what))
 }

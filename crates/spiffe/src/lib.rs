@@ -5,9 +5,11 @@
 //!   [`check_signing_cert`]) and the [`X509Svid`] credential.
 //! - [`bundle`]: [`Bundle`] (SPIFFE JSON and PEM) and [`BundleSet`].
 //! - [`verify`]: [`verify_x509_svid`] and its path-validation core [`verify_chain_to_anchors`].
-//! - [`jwk`]: bundle public keys (JWK ⇄ SubjectPublicKeyInfo); [`pem`]: the PEM codec.
+//! - [`jwk`]: bundle public keys (JWK ⇄ SubjectPublicKeyInfo); [`pem`]: the PEM codec;
+//!   [`der`]: the small DER reader and writer both are built on (also used by `sigil-ca`).
 
 pub mod bundle;
+pub mod der;
 pub mod id;
 pub mod jwk;
 pub mod pem;

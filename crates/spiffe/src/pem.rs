@@ -1,4 +1,8 @@
-//! A small PEM codec for `CERTIFICATE` blocks (RFC 7468, strict base64 body).
+//! A small PEM codec (RFC 7468, strict base64 body): blocks of any label, and helpers for
+//! `CERTIFICATE` blocks.
+//!
+//! The encoder writes base64 straight into the caller's buffer ([`encode_block_into`]), with
+//! no intermediate copy, so that `sigil-ca` can encode private keys into zeroizing buffers.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -135,24 +139,45 @@ pub fn decode_certificates(text: &str) -> Result<Vec<CertificateDer<'static>>, P
         .collect()
 }
 
+/// The exact length of the PEM block [`encode_block`] writes for `der_len` bytes.
+pub fn encoded_len(label: &str, der_len: usize) -> usize {
+    let b64 = der_len.div_ceil(3) * 4;
+    let body_lines = b64.div_ceil(64);
+    BEGIN.len() + END.len() + 2 * (label.len() + DASHES.len() + 1) + b64 + body_lines
+}
+
+/// Appends one block with 64-character lines to `out` (ASCII bytes).
+///
+/// Reserves [`encoded_len`] first and then encodes each 48-byte run of `der` directly into
+/// `out`: `out` is reallocated at most once, before anything is written, and no other buffer
+/// ever holds the encoding. An empty `out` therefore ends up the only copy, which is what a
+/// caller encoding secret material into a zeroizing buffer needs.
+pub fn encode_block_into(out: &mut Vec<u8>, label: &str, der: &[u8]) {
+    out.reserve_exact(encoded_len(label, der.len()));
+    for part in [BEGIN, label, DASHES, "\n"] {
+        out.extend_from_slice(part.as_bytes());
+    }
+    // 48 input bytes are exactly one 64-character line.
+    for chunk in der.chunks(48) {
+        let start = out.len();
+        out.resize(start + chunk.len().div_ceil(3) * 4, 0);
+        // The slice has exactly the encoded length, so this cannot fail; if it ever did, the
+        // unwritten tail is dropped rather than left as zero bytes.
+        let written = STANDARD.encode_slice(chunk, &mut out[start..]).unwrap_or(0);
+        out.truncate(start + written);
+        out.push(b'\n');
+    }
+    for part in [END, label, DASHES, "\n"] {
+        out.extend_from_slice(part.as_bytes());
+    }
+}
+
 /// Encodes one block with 64-character lines.
 pub fn encode_block(label: &str, der: &[u8]) -> String {
-    let b64 = STANDARD.encode(der);
-    let mut out = String::with_capacity(b64.len() + b64.len() / 64 + 2 * label.len() + 40);
-    out.push_str(BEGIN);
-    out.push_str(label);
-    out.push_str(DASHES);
-    out.push('\n');
-    // base64 output is ASCII, so byte chunks are valid UTF-8.
-    for chunk in b64.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
-        out.push('\n');
-    }
-    out.push_str(END);
-    out.push_str(label);
-    out.push_str(DASHES);
-    out.push('\n');
-    out
+    let mut out = Vec::new();
+    encode_block_into(&mut out, label, der);
+    // Only ASCII was written.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// Encodes certificates as concatenated `CERTIFICATE` blocks.
@@ -161,4 +186,57 @@ pub fn encode_certificates<'a>(certs: impl IntoIterator<Item = &'a CertificateDe
         .into_iter()
         .map(|c| encode_block("CERTIFICATE", c.as_ref()))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use rustls_pki_types::pem::PemObject;
+
+    use super::*;
+
+    #[test]
+    fn encodes_rfc4648_vectors() {
+        let cases: [(&[u8], &str); 7] = [
+            (b"", ""),
+            (b"f", "Zg=="),
+            (b"fo", "Zm8="),
+            (b"foo", "Zm9v"),
+            (b"foob", "Zm9vYg=="),
+            (b"fooba", "Zm9vYmE="),
+            (b"foobar", "Zm9vYmFy"),
+        ];
+        for (input, b64) in cases {
+            let pem = encode_block("X", input);
+            let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+            assert_eq!(body, b64, "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn encoding_has_the_announced_length_and_round_trips() {
+        for len in [0usize, 1, 2, 3, 47, 48, 49, 96, 1000] {
+            let der: Vec<u8> = (0..=255u8).cycle().take(len).collect();
+            let pem = encode_block("PRIVATE KEY", &der);
+            assert_eq!(pem.len(), encoded_len("PRIVATE KEY", len), "{len}");
+            assert!(pem.lines().all(|l| l.len() <= 64), "{len}");
+            assert!(pem.ends_with("-----END PRIVATE KEY-----\n"), "{len}");
+
+            // With the announced room reserved, encoding never moves the buffer (a move would
+            // leave a copy behind in freed memory).
+            let mut into = Vec::with_capacity(encoded_len("PRIVATE KEY", len));
+            let before = into.as_ptr();
+            encode_block_into(&mut into, "PRIVATE KEY", &der);
+            assert_eq!(into.as_ptr(), before, "{len}: reallocated");
+            assert_eq!(into, pem.as_bytes(), "{len}");
+
+            if len > 0 {
+                let ours = decode_blocks(&pem).unwrap();
+                assert_eq!((ours[0].label.as_str(), &ours[0].der), ("PRIVATE KEY", &der));
+                // An independent decoder reads it too.
+                let theirs =
+                    rustls_pki_types::PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes()).unwrap();
+                assert_eq!(theirs.secret_pkcs8_der(), &der[..], "{len}");
+            }
+        }
+    }
 }

@@ -168,6 +168,28 @@ fn uri_sans<'a>(cert: &'a X509Certificate<'_>) -> Result<(Vec<&'a str>, bool), S
     Ok((uris, san.critical))
 }
 
+/// The SPIFFE ID of a certificate's only URI SAN (`None` without URI SANs): several URI SANs,
+/// or one that is not a SPIFFE ID, break the rule for `role`.
+fn uri_san_id(uris: &[&str], role: CertRole) -> Result<Option<SpiffeId>, SvidError> {
+    let uri = match uris {
+        [] => return Ok(None),
+        [one] => *one,
+        many => {
+            return Err(SvidError::MultipleUriSans {
+                role,
+                uris: many.iter().map(|u| (*u).to_owned()).collect(),
+            });
+        }
+    };
+    SpiffeId::parse(uri)
+        .map(Some)
+        .map_err(|source| SvidError::InvalidSpiffeId {
+            role,
+            uri: uri.to_owned(),
+            source,
+        })
+}
+
 fn is_ca(cert: &X509Certificate<'_>) -> Result<bool, SvidError> {
     let bc = cert
         .basic_constraints()
@@ -213,21 +235,7 @@ fn critical_key_usage(
 pub fn leaf_spiffe_id(der: &[u8]) -> Result<SpiffeId, SvidError> {
     let cert = parse_cert(der)?;
     let (uris, san_critical) = uri_sans(&cert)?;
-    let uri = match uris.as_slice() {
-        [] => return Err(SvidError::NoUriSan),
-        [one] => *one,
-        many => {
-            return Err(SvidError::MultipleUriSans {
-                role: CertRole::Leaf,
-                uris: many.iter().map(|u| (*u).to_owned()).collect(),
-            });
-        }
-    };
-    let id = SpiffeId::parse(uri).map_err(|source| SvidError::InvalidSpiffeId {
-        role: CertRole::Leaf,
-        uri: uri.to_owned(),
-        source,
-    })?;
+    let id = uri_san_id(&uris, CertRole::Leaf)?.ok_or(SvidError::NoUriSan)?;
     if id.is_root() {
         return Err(SvidError::RootIdInLeaf(id));
     }
@@ -283,21 +291,9 @@ pub fn check_signing_cert(der: &[u8]) -> Result<Option<SpiffeId>, SvidError> {
         return Err(SvidError::SigningCertMissingKeyCertSign);
     }
     let (uris, _) = uri_sans(&cert)?;
-    let uri = match uris.as_slice() {
-        [] => return Ok(None),
-        [one] => *one,
-        many => {
-            return Err(SvidError::MultipleUriSans {
-                role: CertRole::Signing,
-                uris: many.iter().map(|u| (*u).to_owned()).collect(),
-            });
-        }
+    let Some(id) = uri_san_id(&uris, CertRole::Signing)? else {
+        return Ok(None);
     };
-    let id = SpiffeId::parse(uri).map_err(|source| SvidError::InvalidSpiffeId {
-        role: CertRole::Signing,
-        uri: uri.to_owned(),
-        source,
-    })?;
     if !id.is_root() {
         return Err(SvidError::SigningCertIdHasPath(id));
     }

@@ -18,7 +18,7 @@ use webpki::{
 
 use crate::bundle::BundleSource;
 use crate::id::{SpiffeId, TrustDomain};
-use crate::jwk::oid_string;
+use crate::der;
 use crate::svid::{self, SvidError};
 
 const OID_SERVER_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01];
@@ -424,11 +424,9 @@ fn eku_name(oid: &[usize]) -> String {
 
 /// Describes an AlgorithmIdentifier body (OID TLV then parameters) by its OID.
 fn alg_name(alg_id: &[u8]) -> String {
-    match alg_id {
-        [0x06, len, rest @ ..] if usize::from(*len) <= rest.len() => {
-            oid_string(&rest[..usize::from(*len)])
-        }
-        other => other.iter().map(|b| format!("{b:02x}")).collect(),
+    match der::expect(alg_id, der::OID) {
+        Some((oid, _params)) => der::oid_to_string(oid),
+        None => alg_id.iter().map(|b| format!("{b:02x}")).collect(),
     }
 }
 
