@@ -1,7 +1,14 @@
 //! Generates the gRPC code with protox (pure Rust, no system protoc).
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let fds = protox::compile(["proto/node.proto", "proto/admin.proto"], ["proto"])?;
+    let fds = protox::compile(
+        [
+            "proto/node.proto",
+            "proto/admin.proto",
+            "proto/workload.proto",
+        ],
+        ["proto"],
+    )?;
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)

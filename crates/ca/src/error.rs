@@ -46,7 +46,10 @@ pub enum KeyProblem {
          rsa-4096 and ed25519"
     )]
     UnsupportedAlgorithm(String),
-    #[error("the key is corrupt: {0}")]
+    #[error(
+        "the key is corrupt ({0}); replace it with an unencrypted PKCS#8, SEC1 or PKCS#1 PEM \
+         private key"
+    )]
     Corrupt(String),
 }
 
@@ -60,9 +63,9 @@ pub enum CaError {
     IdNotInTrustDomain { id: String, trust_domain: String },
     #[error("an X509-SVID needs a SPIFFE ID with a path; {id} names the trust domain itself")]
     IdIsTrustDomain { id: String },
-    #[error("DNS name {name:?} is invalid: {reason}")]
+    #[error("DNS name {name:?} is invalid: {reason}; fix the DNS names of the registration entry")]
     InvalidDnsName { name: String, reason: &'static str },
-    #[error("certificate signing request is malformed: {0}")]
+    #[error("certificate signing request is malformed ({0}); send one DER-encoded PKCS#10 CSR")]
     CsrMalformed(String),
     #[error(
         "certificate signing request signature does not verify with its own public key \
@@ -74,7 +77,10 @@ pub enum CaError {
          ECDSA with SHA-256/384, RSA PKCS#1 v1.5 or PSS with SHA-256/384/512, or Ed25519"
     )]
     CsrUnsupportedSignature { algorithm: String },
-    #[error("public key is malformed: {0}")]
+    #[error(
+        "public key is malformed ({0}); send a DER SubjectPublicKeyInfo of an EC P-256/P-384 \
+         (uncompressed point), RSA or Ed25519 key"
+    )]
     PublicKeyMalformed(String),
     #[error(
         "public key algorithm {algorithm} is not supported; use EC P-256 or P-384, RSA with \
@@ -91,11 +97,14 @@ pub enum CaError {
     // ---- LocalConfig: configuration and operator-supplied files -----------------------------
     #[error("unknown key type {given:?}; valid key types are: {valid}")]
     UnknownKeyType { given: String, valid: &'static str },
-    #[error("ca_ttl must be positive")]
+    #[error("ca_ttl must be positive; set a duration such as 24h, or leave it out for the default")]
     ZeroCaTtl,
-    #[error("key file {path} does not exist")]
+    #[error("key file {path} does not exist; check the configured path")]
     KeyFileMissing { path: PathBuf },
-    #[error("cannot read key file {path}: {source}")]
+    #[error(
+        "cannot read key file {path}: {source}; it must be a regular file the server's user can \
+         read"
+    )]
     KeyFileRead { path: PathBuf, source: io::Error },
     #[error(
         "key file {path} has mode {mode:04o}, open to group or others; run `chmod 600 {path}` \
@@ -104,11 +113,16 @@ pub enum CaError {
     KeyFilePermissions { path: PathBuf, mode: u32 },
     #[error("key file {path}: {problem}")]
     Key { path: PathBuf, problem: KeyProblem },
-    #[error("certificate file {path} does not exist")]
+    #[error("certificate file {path} does not exist; check the configured path")]
     CertFileMissing { path: PathBuf },
-    #[error("cannot read certificate file {path}: {source}")]
+    #[error(
+        "cannot read certificate file {path}: {source}; check that the server's user can read it"
+    )]
     CertFileRead { path: PathBuf, source: io::Error },
-    #[error("certificate file {path} holds no \"-----BEGIN CERTIFICATE-----\" block")]
+    #[error(
+        "certificate file {path} holds no \"-----BEGIN CERTIFICATE-----\" block; put the PEM CA \
+         certificate in it"
+    )]
     CertFileNoCertificates { path: PathBuf },
     #[error(
         "certificate file {path} is not valid PEM ({source}); it must hold \
@@ -118,13 +132,19 @@ pub enum CaError {
         path: PathBuf,
         source: sigil_spiffe::PemError,
     },
-    #[error("certificate file {path}: certificate #{index} is corrupt: {detail}")]
+    #[error(
+        "certificate file {path}: certificate #{index} is corrupt ({detail}); replace it with the \
+         CA's PEM certificate"
+    )]
     CertFileCorrupt {
         path: PathBuf,
         index: usize,
         detail: String,
     },
-    #[error("cannot write {path}: {source}")]
+    #[error(
+        "cannot write {path}: {source}; check that its directory exists, is writable by the \
+         server's user, and has free space"
+    )]
     FileWrite { path: PathBuf, source: io::Error },
     #[error(
         "upstream certificate in {path} is not a CA (basicConstraints CA:TRUE missing); \
@@ -181,11 +201,17 @@ pub enum CaError {
         upstream_not_after: OffsetDateTime,
         active_not_after: OffsetDateTime,
     },
-    #[error("upstream CA certificate in {path} cannot be used as an issuer: {detail}")]
+    #[error(
+        "upstream CA certificate in {path} cannot be used as an issuer ({detail}); check that \
+         tls.crt and tls.key are the CA's own certificate and key"
+    )]
     UpstreamUnusable { path: PathBuf, detail: String },
 
     // ---- LocalState: the server's persisted CA state ----------------------------------------
-    #[error("CA journal is malformed: {0}")]
+    #[error(
+        "CA journal is malformed: {0}; restore it from a backup, or remove it to start a new CA \
+         (agents and federated peers then need the new trust bundle)"
+    )]
     JournalMalformed(String),
     #[error(
         "CA journal belongs to trust domain {journal} but the server is configured for \
@@ -200,14 +226,21 @@ pub enum CaError {
         hint: &'static str,
         source: Box<CaError>,
     },
-    #[error("the private key in {path} does not match the CA certificate it belongs to")]
+    #[error(
+        "the private key in {path} does not match the CA certificate it belongs to; restore the \
+         key file that was written with it"
+    )]
     KeyMismatch { path: PathBuf },
 
     // ---- Internal ---------------------------------------------------------------------------
-    #[error("no active CA; the CA manager has not been initialised")]
+    #[error(
+        "no active CA: the CA manager has not prepared one yet; run its first rotation (tick) \
+         before signing"
+    )]
     NoActiveCa,
     #[error(
-        "the signing CA expired at {}; CA rotation has not run",
+        "the signing CA expired at {}; CA rotation has not run: check the server's CA lifecycle \
+         logs and the system clock",
         rfc3339(not_after)
     )]
     CaExpired { not_after: OffsetDateTime },

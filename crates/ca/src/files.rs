@@ -190,9 +190,13 @@ mod tests {
         let path = dir.path().join("ca.key");
         fs::write(&path, "old").unwrap();
         fs::set_permissions(&path, Permissions::from_mode(0o644)).unwrap();
-        write_key_file(&path, &PrivateKey::generate(KeyType::Ed25519).unwrap()).unwrap();
+        let key = PrivateKey::generate(KeyType::Ed25519).unwrap();
+        write_key_file(&path, &key).unwrap();
         assert_eq!(mode(&path), 0o600);
-        assert!(read_key_file(&path).is_ok());
+        assert_eq!(
+            read_key_file(&path).unwrap().public_key_raw(),
+            key.public_key_raw()
+        );
     }
 
     #[test]
@@ -253,6 +257,18 @@ mod tests {
             read_cert_file(&garbage),
             Err(CaError::CertFileNoCertificates { .. })
         ));
+        let cut = dir.path().join("cut.pem");
+        fs::write(&cut, "-----BEGIN CERTIFICATE-----\nMIIB\n").unwrap();
+        match read_cert_file(&cut) {
+            Err(e @ CaError::CertFilePem { .. }) => {
+                let msg = e.to_string();
+                assert!(
+                    msg.contains("cut.pem") && msg.contains("never closed"),
+                    "{msg}"
+                );
+            }
+            other => panic!("expected CertFilePem, got {other:?}"),
+        }
 
         assert!(matches!(
             read_key_file(dir.path()),

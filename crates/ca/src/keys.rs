@@ -332,7 +332,13 @@ impl PrivateKey {
 
     /// Serialises the private key as a PKCS#8 `PRIVATE KEY` PEM block.
     pub fn to_pkcs8_pem(&self) -> Result<Zeroizing<String>, CaError> {
-        crate::pem::encode_secret("PRIVATE KEY", &self.to_pkcs8_der()?)
+        // `encode_block` writes into the string it returns and nowhere else (see its docs), so
+        // the zeroizing wrapper holds the only copy of the encoding.
+        let der = self.to_pkcs8_der()?;
+        Ok(Zeroizing::new(sigil_spiffe::pem::encode_block(
+            "PRIVATE KEY",
+            &der,
+        )))
     }
 
     /// Signs `message` with this key's signature algorithm (see [`KeyType`]).

@@ -8,6 +8,7 @@ use aws_lc_rs::signature::{
 use sigil_spiffe::pem::encode_block;
 
 use super::*;
+use crate::testutil::{pkcs8_inner, secret_of, secret_shown};
 
 #[test]
 fn key_type_names_round_trip_through_from_str_display_and_serde() {
@@ -79,14 +80,6 @@ fn every_key_type_generates_signs_exports_and_reloads() {
             key.public_key_raw()
         );
     }
-}
-
-/// The privateKey OCTET STRING inside a PKCS#8 structure (PKCS#1 for RSA, SEC1 for EC).
-fn pkcs8_inner(pkcs8: &[u8]) -> Vec<u8> {
-    let (seq, _) = der::expect(pkcs8, der::SEQUENCE).unwrap();
-    let (_, rest) = der::expect(seq, der::INTEGER).unwrap();
-    let (_, rest) = der::expect(rest, der::SEQUENCE).unwrap();
-    der::expect(rest, der::OCTET_STRING).unwrap().0.to_vec()
 }
 
 #[test]
@@ -198,19 +191,28 @@ fn unsupported_algorithms_are_named() {
 
 #[test]
 fn debug_output_never_shows_private_material() {
+    // One key per structure the secret is found in (SEC1, raw seed, PKCS#1).
     for k in [KeyType::EcP256, KeyType::Ed25519, KeyType::Rsa2048] {
         let key = PrivateKey::generate(k).unwrap();
-        let debug = format!("{key:?}");
-        let pkcs8 = key.to_pkcs8_der().unwrap();
-        let pem = key.to_pkcs8_pem().unwrap();
-        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-        assert!(debug.contains(&format!("{k:?}")), "{debug}");
-        assert!(debug.contains(&key.fingerprint()), "{debug}");
-        assert!(
-            !debug.contains(&hex::encode(&pkcs8[pkcs8.len() - 16..])),
-            "{debug}"
-        );
-        assert!(!debug.contains(&body[body.len() - 16..]), "{debug}");
+        for debug in [format!("{key:?}"), format!("{key:#?}")] {
+            assert!(debug.contains(&format!("{k:?}")), "{debug}");
+            assert!(debug.contains(&key.fingerprint()), "{debug}");
+            assert_eq!(secret_shown(&debug, &key), None, "{debug}");
+        }
+    }
+}
+
+#[test]
+fn the_secret_check_sees_a_leak() {
+    let key = PrivateKey::generate(KeyType::EcP256).unwrap();
+    let secret = secret_of(&key);
+    let cases = [
+        ("byte list", format!("{secret:?}")),
+        ("hex", hex::encode(&secret)),
+        ("pem", key.to_pkcs8_pem().unwrap().to_string()),
+    ];
+    for (name, leaked) in cases {
+        assert!(secret_shown(&leaked, &key).is_some(), "{name}: {leaked}");
     }
 }
 

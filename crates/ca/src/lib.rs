@@ -11,6 +11,7 @@
 //! - [`rotation`] — *when*: the persisted [`Journal`] and the pure [`rotation::plan`] /
 //!   [`rotation::bundle_roots`] functions implementing SPIRE's prepare/activate timing;
 //!   [`manager::CaManager`] applies the plan (generating keys, writing 0600 key files).
+//! - [`jwt`] — JWT-SVID signing keys with the same rotation timing ([`JwtKeyManager`]).
 //!
 //! The only IO is reading and writing key and certificate files ([`files`]). No network, no
 //! async runtime. Time is always passed in (`now`).
@@ -18,6 +19,7 @@
 pub mod authority;
 pub mod error;
 pub mod files;
+pub mod jwt;
 pub mod keys;
 pub mod manager;
 mod pem;
@@ -32,6 +34,7 @@ mod testutil;
 
 pub use authority::{IssuedCert, SvidRequest, X509Authority};
 pub use error::{Blame, CaError, KeyProblem};
+pub use jwt::{JwtAlg, JwtJournal, JwtKeyConfig, JwtKeyManager, JwtSvid};
 pub use keys::{KeyType, PrivateKey};
 pub use manager::{CaConfig, CaEvent, CaManager, CaSource, JournalChange};
 pub use rotation::{Action, CaStatus, Journal, JournalEntry};

@@ -1,27 +1,13 @@
-//! What the CA adds to `sigil_spiffe::pem`: private keys encoded into zeroizing buffers, and the
-//! lenient reading of operator certificate files (other block types are skipped, every
-//! certificate must parse as X.509).
+//! What the CA adds to `sigil_spiffe::pem`: the lenient reading of operator certificate files
+//! (blocks of other types are skipped, every certificate must parse as X.509).
+//!
+//! Private keys need nothing extra: `sigil_spiffe::pem::encode_block` writes its output once,
+//! into the returned string, so [`crate::PrivateKey::to_pkcs8_pem`] wraps that in `Zeroizing`.
+//! Key files are decoded with rustls-pki-types, whose base64 decoder is constant-time for
+//! private-key sections.
 
 use rustls_pki_types::CertificateDer;
 use sigil_spiffe::pem::{self as spiffe_pem, PemError};
-use zeroize::Zeroizing;
-
-use crate::error::CaError;
-
-/// Encodes secret DER (a private key) as one PEM block. The encoding is written straight into
-/// a zeroizing buffer that then becomes the returned string without a copy, so no unwiped
-/// copy of the key's PEM is left in memory.
-pub(crate) fn encode_secret(label: &str, der: &[u8]) -> Result<Zeroizing<String>, CaError> {
-    let mut bytes = Zeroizing::new(Vec::new());
-    spiffe_pem::encode_block_into(&mut bytes, label, der);
-    // `String::from_utf8` takes over the allocation; on failure it hands it back, wiped on drop.
-    String::from_utf8(std::mem::take(&mut *bytes))
-        .map(Zeroizing::new)
-        .map_err(|e| {
-            drop(Zeroizing::new(e.into_bytes()));
-            CaError::Encoding("PEM encoding produced non-ASCII output".into())
-        })
-}
 
 /// Why PEM text did not yield certificates.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -64,15 +50,6 @@ pub(crate) fn decode_certs(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, C
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn secret_encoding_matches_the_plain_encoder() {
-        let der: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
-        assert_eq!(
-            *encode_secret("PRIVATE KEY", &der).unwrap(),
-            spiffe_pem::encode_block("PRIVATE KEY", &der)
-        );
-    }
 
     #[test]
     fn decode_certs_reports_missing_malformed_and_corrupt_blocks() {

@@ -162,15 +162,26 @@ fn transitions_keep_the_invariants() {
     // A second prepared CA is refused and not recorded.
     assert!(matches!(
         j.add_prepared(entry("c", CaStatus::Prepared, T0, T0 + day)),
-        Err(CaError::JournalMalformed(_))
+        Err(CaError::JournalMalformed(m)) if m.contains("2 entries are prepared")
     ));
-    assert!(
-        j.add_prepared(entry("d", CaStatus::Active, T0, T0 + day))
-            .is_err()
-    );
+    assert!(matches!(
+        j.add_prepared(entry("d", CaStatus::Active, T0, T0 + day)),
+        Err(CaError::JournalMalformed(m)) if m.contains("new CA d is not prepared")
+    ));
     assert_eq!(j.entries.len(), 2);
 
-    assert!(j.activate("a", T0).is_err(), "only prepared CAs activate");
+    assert!(
+        matches!(
+            j.activate("a", T0),
+            Err(CaError::JournalMalformed(m)) if m.contains("CA a is not prepared")
+        ),
+        "only prepared CAs activate"
+    );
+    assert_eq!(
+        j.active().unwrap().id,
+        "a",
+        "a failed activation changes nothing"
+    );
     let now = T0 + TD::hours(20);
     assert_eq!(j.activate("b", now).unwrap(), Some("a".into()));
     assert_eq!(j.get("a").unwrap().status, CaStatus::Old);
@@ -238,14 +249,16 @@ fn next_deadline_is_the_earliest_pending_step() {
 #[test]
 fn validate_rejects_inconsistent_journals() {
     let day = TD::hours(24);
+    // (case, what the message must say, journal)
     let bad = [
-        ("version", {
+        ("version", "version 2 is not supported", {
             let mut j = journal(vec![]);
             j.version = 2;
             j
         }),
         (
             "two active",
+            "2 entries are active",
             journal(vec![
                 entry("a", CaStatus::Active, T0, T0 + day),
                 entry("b", CaStatus::Active, T0, T0 + day),
@@ -253,6 +266,7 @@ fn validate_rejects_inconsistent_journals() {
         ),
         (
             "duplicate id",
+            "CA a appears twice",
             journal(vec![
                 entry("a", CaStatus::Old, T0, T0 + day),
                 entry("a", CaStatus::Active, T0, T0 + day),
@@ -260,14 +274,15 @@ fn validate_rejects_inconsistent_journals() {
         ),
         (
             "inverted validity",
+            "CA a has notBefore >= notAfter",
             journal(vec![entry("a", CaStatus::Active, T0 + day, T0)]),
         ),
     ];
-    for (name, j) in bad {
-        assert!(
-            matches!(j.validate(), Err(CaError::JournalMalformed(_))),
-            "{name}"
-        );
+    for (name, says, j) in bad {
+        match j.validate() {
+            Err(CaError::JournalMalformed(m)) => assert!(m.contains(says), "{name}: {m}"),
+            other => panic!("{name}: expected JournalMalformed, got {other:?}"),
+        }
     }
 }
 
@@ -297,10 +312,28 @@ fn json_round_trip_with_pem_certificates() {
     let unknown = json.replacen("\"version\"", "\"surprise\": 1, \"version\"", 1);
     assert!(matches!(
         Journal::from_json(&unknown),
-        Err(CaError::JournalMalformed(_))
+        Err(CaError::JournalMalformed(m)) if m.contains("unknown field `surprise`")
     ));
     assert!(matches!(
         Journal::from_json("{"),
-        Err(CaError::JournalMalformed(_))
+        Err(CaError::JournalMalformed(m)) if m.contains("EOF")
+    ));
+    // Certificates must be one parsable certificate each.
+    let pem = sigil_spiffe::pem::encode_block("CERTIFICATE", c.der());
+    let two = json.replacen(
+        &pem.replace('\n', "\\n"),
+        &(pem.clone() + &pem).replace('\n', "\\n"),
+        1,
+    );
+    assert_ne!(two, json);
+    assert!(matches!(
+        Journal::from_json(&two),
+        Err(CaError::JournalMalformed(m)) if m.contains("expected exactly one certificate, found 2")
+    ));
+    let junk = sigil_spiffe::pem::encode_block("CERTIFICATE", b"junk");
+    let corrupt = json.replacen(&pem.replace('\n', "\\n"), &junk.replace('\n', "\\n"), 1);
+    assert!(matches!(
+        Journal::from_json(&corrupt),
+        Err(CaError::JournalMalformed(m)) if m.contains("certificate #0 is corrupt")
     ));
 }

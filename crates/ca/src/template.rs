@@ -247,16 +247,6 @@ fn subject_name(
     Ok(dn)
 }
 
-/// An agent's X509-SVID: the same shape as a workload SVID, without DNS names.
-pub fn agent_svid_params(
-    id: &SpiffeId,
-    serial: Serial,
-    not_before: OffsetDateTime,
-    not_after: OffsetDateTime,
-) -> Result<CertificateParams, CaError> {
-    svid_params(id, &[], serial, not_before, not_after)
-}
-
 /// Checks a DNS SAN: 1–253 characters, labels of 1–63 letters, digits and inner hyphens, and
 /// at most a leading `*.` wildcard label.
 pub fn validate_dns_name(name: &str) -> Result<(), CaError> {

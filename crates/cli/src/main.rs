@@ -1,6 +1,7 @@
 //! `sigil`: one binary for the server, the node agent, the proxy and the operator commands.
 
 mod admin;
+mod agent_cmd;
 mod entry;
 mod ops;
 mod output;
@@ -36,7 +37,7 @@ enum Cmd {
     /// Join tokens for agent attestation.
     #[command(subcommand)]
     Token(ops::TokenCmd),
-    /// Attested agents.
+    /// The node agent, and the attested agents known to the server.
     #[command(subcommand)]
     Agent(ops::AgentCmd),
     /// The trust bundle.
@@ -87,6 +88,9 @@ struct ServerRunArgs {
     /// Default X.509-SVID lifetime (default 1h).
     #[arg(long = "default-x509-svid-ttl")]
     default_x509_svid_ttl: Option<String>,
+    /// Default JWT-SVID lifetime (default 5m).
+    #[arg(long = "default-jwt-svid-ttl")]
+    default_jwt_svid_ttl: Option<String>,
     /// Agent SVID lifetime (default 1h).
     #[arg(long = "agent-svid-ttl")]
     agent_svid_ttl: Option<String>,
@@ -154,6 +158,7 @@ async fn server_run(a: ServerRunArgs) -> Result<(), (u8, anyhow::Error)> {
         ca_key_type: a.ca_key_type,
         ca_ttl: a.ca_ttl,
         default_x509_svid_ttl: a.default_x509_svid_ttl,
+        default_jwt_svid_ttl: a.default_jwt_svid_ttl,
         agent_svid_ttl: a.agent_svid_ttl,
         upstream_ca_cert: a.upstream_ca_cert,
         upstream_ca_key: a.upstream_ca_key,
@@ -195,6 +200,7 @@ async fn dispatch(cli: Cli) -> Result<(), (u8, anyhow::Error)> {
         Cmd::Server(ServerCmd::Healthcheck(s)) => op(ops::healthcheck(&s.socket_path).await),
         Cmd::Entry(c) => op(entry::run(c).await),
         Cmd::Token(c) => op(ops::token(c).await),
+        Cmd::Agent(ops::AgentCmd::Run(a)) => agent_cmd::run(a).await,
         Cmd::Agent(c) => op(ops::agent(c).await),
         Cmd::Bundle(c) => op(ops::bundle(c).await),
     }

@@ -30,6 +30,13 @@ pub enum TokenCmd {
 
 #[derive(Debug, Subcommand)]
 pub enum AgentCmd {
+    /// Runs the node agent: attests to the server and serves the Workload API.
+    Run(crate::agent_cmd::AgentRunArgs),
+    /// Calls the Workload API as the current process.
+    #[command(subcommand)]
+    Api(crate::agent_cmd::ApiCmd),
+    /// Checks that the local agent serves the Workload API (exit 0) or not (exit 1).
+    Healthcheck(crate::agent_cmd::WorkloadSocketArg),
     /// Lists attested agents.
     List {
         /// Only banned (true) or not banned (false) agents.
@@ -146,6 +153,9 @@ pub async fn agent(cmd: AgentCmd) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        AgentCmd::Run(_) => unreachable_run(),
+        AgentCmd::Api(c) => crate::agent_cmd::api(c).await,
+        AgentCmd::Healthcheck(s) => crate::agent_cmd::healthcheck(&s.path()?).await,
         AgentCmd::Show(a) => agent_call(a, "show").await,
         AgentCmd::Evict(a) => agent_call(a, "evict").await,
         AgentCmd::Ban(a) => agent_call(a, "ban").await,
@@ -215,4 +225,9 @@ pub async fn healthcheck(socket: &Path) -> anyhow::Result<()> {
     } else {
         bail!("server is not healthy: {}", h.detail)
     }
+}
+
+/// `agent run` is dispatched by `main` (it has its own exit codes); reaching here is a bug.
+fn unreachable_run() -> anyhow::Result<()> {
+    bail!("internal error: `agent run` dispatched as an operator command")
 }

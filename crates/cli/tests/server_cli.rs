@@ -256,7 +256,10 @@ fn cli_without_a_server_says_what_to_check() {
 #[test]
 fn server_with_unreachable_datastore_fails_fast_and_clearly() {
     let dir = tempfile::tempdir().unwrap();
-    let err = server_fails(dir.path(), &["--datastore", "postgres://postgres@127.0.0.1:1/sigil"]);
+    let err = server_fails(
+        dir.path(),
+        &["--datastore", "postgres://postgres@127.0.0.1:1/sigil"],
+    );
     assert!(
         err.contains("127.0.0.1:1") && err.to_lowercase().contains("postgres"),
         "{err}"
@@ -376,7 +379,15 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 fn openssl_upstream(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
     let (crt, key) = (dir.join("tls.crt"), dir.join("tls.key"));
     let out = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ])
         .arg("-keyout")
         .arg(&key)
         .arg("-out")
@@ -386,7 +397,11 @@ fn openssl_upstream(dir: &std::path::Path) -> (std::path::PathBuf, std::path::Pa
         .args(["-addext", "keyUsage=critical,keyCertSign,cRLSign"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     (crt, key)
 }
 
@@ -397,15 +412,27 @@ fn upstream_ca_from_disk_is_the_bundle_root_and_its_key_must_be_private() {
     let (crt, key) = openssl_upstream(pki.path());
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let args = ["--upstream-ca-cert", crt.to_str().unwrap(), "--upstream-ca-key", key.to_str().unwrap()];
+    let args = [
+        "--upstream-ca-cert",
+        crt.to_str().unwrap(),
+        "--upstream-ca-key",
+        key.to_str().unwrap(),
+    ];
     let err = server_fails(dir.path(), &args);
-    assert!(err.contains("chmod 600") && err.contains(key.to_str().unwrap()), "{err}");
+    assert!(
+        err.contains("chmod 600") && err.contains(key.to_str().unwrap()),
+        "{err}"
+    );
 
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     let s = ServerProc::start_with(dir.path(), None, &args);
     let upstream_pem = std::fs::read_to_string(&crt).unwrap();
     let norm = |p: &str| p.split_whitespace().collect::<String>();
-    assert_eq!(norm(&bundle_pem(&s)), norm(&upstream_pem), "the bundle must be the upstream root");
+    assert_eq!(
+        norm(&bundle_pem(&s)),
+        norm(&upstream_pem),
+        "the bundle must be the upstream root"
+    );
     s.stop();
 }
 

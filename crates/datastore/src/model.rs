@@ -77,6 +77,32 @@ pub struct RegistrationEntry {
 }
 
 impl RegistrationEntry {
+    /// The stored entry for `spec`, with what the store assigned.
+    pub(crate) fn from_spec(
+        id: String,
+        spec: EntrySpec,
+        revision_number: i64,
+        created_at: i64,
+    ) -> Self {
+        RegistrationEntry {
+            id,
+            spiffe_id: spec.spiffe_id,
+            parent_id: spec.parent_id,
+            selectors: spec.selectors,
+            x509_svid_ttl: spec.x509_svid_ttl,
+            jwt_svid_ttl: spec.jwt_svid_ttl,
+            dns_names: spec.dns_names,
+            federates_with: spec.federates_with,
+            admin: spec.admin,
+            downstream: spec.downstream,
+            expires_at: spec.expires_at,
+            hint: spec.hint,
+            store_svid: spec.store_svid,
+            revision_number,
+            created_at,
+        }
+    }
+
     /// The caller-settable part, for read-modify-write updates.
     pub fn spec(&self) -> EntrySpec {
         EntrySpec {

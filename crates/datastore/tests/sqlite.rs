@@ -7,8 +7,10 @@
 mod common;
 
 use std::future::Future;
+use std::sync::Arc;
 
 use common::TestDb;
+use sigil_datastore::DataStore;
 
 async fn run<F, Fut>(case: F)
 where
@@ -23,23 +25,24 @@ where
 
 conformance_tests!(run);
 
+/// Opens `location` with the suite's options.
+async fn open(location: &str) -> Arc<dyn DataStore> {
+    TestDb::new(location.to_owned()).open().await
+}
+
 /// The other accepted forms reach the same file.
 #[tokio::test]
 async fn plain_path_and_relative_url_forms_open_the_same_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("forms.db");
-    let store = sigil_datastore::open(path.to_str().unwrap(), common::options())
-        .await
-        .unwrap();
+    let store = open(path.to_str().unwrap()).await;
     let e = store
         .create_entry(common::spec("w", "agent", &["t:1"]))
         .await
         .unwrap();
     store.close().await;
     let url = format!("sqlite://{}", path.display());
-    let store = sigil_datastore::open(&url, common::options())
-        .await
-        .unwrap();
+    let store = open(&url).await;
     assert_eq!(store.get_entry(&e.id).await.unwrap(), Some(e));
     assert_eq!(store.backend(), sigil_datastore::Backend::Sqlite);
     store.close().await;
@@ -48,17 +51,13 @@ async fn plain_path_and_relative_url_forms_open_the_same_file() {
 /// `sqlite::memory:` works for tests of other crates (one private database per open).
 #[tokio::test]
 async fn in_memory_database() {
-    let store = sigil_datastore::open("sqlite::memory:", common::options())
-        .await
-        .unwrap();
+    let store = open("sqlite::memory:").await;
     let e = store
         .create_entry(common::spec("w", "agent", &["t:1"]))
         .await
         .unwrap();
     assert_eq!(store.get_entry(&e.id).await.unwrap(), Some(e));
-    let other = sigil_datastore::open("sqlite::memory:", common::options())
-        .await
-        .unwrap();
+    let other = open("sqlite::memory:").await;
     assert_eq!(other.count_entries().await.unwrap(), 0);
 }
 
@@ -67,9 +66,7 @@ async fn in_memory_database() {
 async fn join_tokens_are_not_stored_in_clear() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tokens.db");
-    let store = sigil_datastore::open(path.to_str().unwrap(), common::options())
-        .await
-        .unwrap();
+    let store = open(path.to_str().unwrap()).await;
     let secret = "canary-7f3a9c2e-join-token";
     let token = sigil_datastore::JoinToken {
         token: secret.into(),
@@ -91,11 +88,8 @@ async fn join_tokens_are_not_stored_in_clear() {
 /// Components that need one part of the store can hold just that trait object.
 #[tokio::test]
 async fn a_datastore_upcasts_to_its_parts() {
-    use sigil_datastore::{DataStore, EntryStore, JoinTokenStore};
-    use std::sync::Arc;
-    let store: Arc<dyn DataStore> = sigil_datastore::open("sqlite::memory:", common::options())
-        .await
-        .unwrap();
+    use sigil_datastore::{EntryStore, JoinTokenStore};
+    let store: Arc<dyn DataStore> = open("sqlite::memory:").await;
     let entries: Arc<dyn EntryStore> = store.clone();
     let tokens: Arc<dyn JoinTokenStore> = store.clone();
     let e = entries

@@ -16,6 +16,11 @@ pub mod sigil {
     }
 }
 
+/// The SPIFFE Workload API (package-less, as the specification requires).
+pub mod workload {
+    tonic::include_proto!("_");
+}
+
 /// The node API (agents → server).
 pub use sigil::node::v1 as node;
 

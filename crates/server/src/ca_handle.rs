@@ -1,14 +1,17 @@
 //! The server's side of the CA: the [`CaManager`] (pure lifecycle, key files) wired to the
-//! datastore (the journal per replica, the shared own bundle) and to the node API's TLS.
+//! datastore (the journal per replica, the shared own bundle) and to the node API's TLS, and
+//! beside it the [`JwtKeyManager`] (JWT-SVID signing keys, journal `<server_id>/jwt`), whose
+//! public keys are published as the own bundle's JWT authorities.
 
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use sigil_ca::{CaConfig, CaError, CaManager, CaSource, Journal, KeyType, SvidRequest};
+use sigil_ca::jwt::{JwtKeyConfig, JwtKeyManager, JwtSvid};
+use sigil_ca::{CaConfig, CaError, CaManager, CaSource, Journal, JwtJournal, KeyType, SvidRequest};
 use sigil_datastore::{DataStore, Error as DsError};
-use sigil_spiffe::{Bundle, SpiffeId, TrustDomain};
+use sigil_spiffe::{Bundle, JwtAuthority, SpiffeId, TrustDomain};
 use time::OffsetDateTime;
 use tracing::{info, warn};
 
@@ -37,6 +40,7 @@ pub struct CaHandle {
     server_id: String,
     ds: Arc<dyn DataStore>,
     manager: Mutex<CaManager>,
+    jwt: Mutex<JwtKeyManager>,
     /// The own trust domain's roots as published (every replica's), refreshed from the store.
     trusted: RwLock<Vec<CertificateDer<'static>>>,
     server_cert: Mutex<Option<ServerCert>>,
@@ -89,13 +93,19 @@ impl CaHandle {
             }
         };
         let fresh = journal.is_none();
+        let jwt_cfg = jwt_key_config(cfg, key_type, &ca_cfg.key_dir);
         let (manager, change) = CaManager::load_or_init(ca_cfg, journal, now_odt())
             .map_err(|e| anyhow!("cannot load the CA of server {server_id}: {e}"))?;
+        let jwt_journal = load_jwt_journal(ds.as_ref(), server_id).await?;
+        let jwt_fresh = jwt_journal.is_none();
+        let (jwt, jwt_change) = JwtKeyManager::load_or_init(jwt_cfg, jwt_journal, now_odt())
+            .map_err(|e| anyhow!("cannot load the JWT signing keys of server {server_id}: {e}"))?;
         let handle = CaHandle {
             td: cfg.trust_domain.clone(),
             server_id: server_id.to_owned(),
             ds,
             manager: Mutex::new(manager),
+            jwt: Mutex::new(jwt),
             trusted: RwLock::new(Vec::new()),
             server_cert: Mutex::new(None),
         };
@@ -103,8 +113,13 @@ impl CaHandle {
             handle.persist_journal().await?;
             info!(server_id, "created a new CA");
         }
+        if jwt_change.is_some() || jwt_fresh {
+            handle.persist_jwt_journal().await?;
+            info!(server_id, "created a new JWT signing key");
+        }
         // Catch up on rotations that fell due while the server was down.
         handle.rotate().await?;
+        handle.rotate_jwt().await?;
         handle.publish_bundle().await?;
         Ok(handle)
     }
@@ -119,6 +134,34 @@ impl CaHandle {
             .set_ca_journal(&self.server_id, json.into_bytes())
             .await
             .context("cannot persist the CA journal")
+    }
+
+    fn lock_jwt(&self) -> std::sync::MutexGuard<'_, JwtKeyManager> {
+        self.jwt.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn persist_jwt_journal(&self) -> anyhow::Result<()> {
+        let json = self.lock_jwt().journal().to_json();
+        self.ds
+            .set_ca_journal(&jwt_journal_key(&self.server_id), json.into_bytes())
+            .await
+            .context("cannot persist the JWT key journal")
+    }
+
+    /// Applies due JWT key prepare/activate/prune steps; true when anything changed.
+    async fn rotate_jwt(&self) -> anyhow::Result<bool> {
+        let change = self
+            .lock_jwt()
+            .tick(now_odt())
+            .map_err(|e| anyhow!("JWT key rotation failed: {e}"))?;
+        let Some(change) = change else {
+            return Ok(false);
+        };
+        for ev in &change.events {
+            info!(server_id = %self.server_id, event = ?ev, "JWT key lifecycle");
+        }
+        self.persist_jwt_journal().await?;
+        Ok(true)
     }
 
     /// Applies due prepare/activate/prune steps; true when anything changed.
@@ -137,11 +180,16 @@ impl CaHandle {
         Ok(true)
     }
 
-    /// Merges this replica's roots into the stored own bundle (compare-and-swap, so replicas
-    /// never overwrite each other), drops expired roots, and refreshes the trusted set.
+    /// Merges this replica's roots and JWT keys into the stored own bundle (compare-and-swap,
+    /// so replicas never overwrite each other), drops expired roots and this replica's retired
+    /// JWT keys, and refreshes the trusted set. Returns whether the X.509 roots changed.
     async fn publish_bundle(&self) -> anyhow::Result<bool> {
         let now = now_odt();
         let mine = self.lock().bundle_roots(now);
+        let (jwt_keys, retired) = {
+            let jwt = self.lock_jwt();
+            (jwt.public_keys(now), jwt.retired().to_vec())
+        };
         for _ in 0..10 {
             let stored = self
                 .ds
@@ -170,6 +218,21 @@ impl CaHandle {
             for old in before.iter().filter(|d| expired(d, now.unix_timestamp())) {
                 bundle.remove_x509_authority(old);
             }
+            let jwt_before = bundle.jwt_authorities().clone();
+            for k in &jwt_keys {
+                let key = JwtAuthority {
+                    alg: Some(k.alg.name().to_owned()),
+                    ..JwtAuthority::from_spki_der(&k.spki_der)
+                        .map_err(|e| anyhow!("JWT key {} rejected: {e}", k.kid))?
+                };
+                bundle
+                    .add_jwt_authority(k.kid.clone(), key)
+                    .map_err(|e| anyhow!("JWT key {} rejected: {e}", k.kid))?;
+            }
+            for kid in &retired {
+                bundle.remove_jwt_authority(kid);
+            }
+            let jwt_changed = *bundle.jwt_authorities() != jwt_before;
             let after: Vec<Vec<u8>> = bundle
                 .x509_authorities()
                 .iter()
@@ -177,7 +240,8 @@ impl CaHandle {
                 .collect();
             *self.trusted.write().unwrap_or_else(|p| p.into_inner()) =
                 bundle.x509_authorities().to_vec();
-            if after == before && stored.is_some() {
+            if after == before && !jwt_changed && stored.is_some() {
+                self.forget_retired(&retired).await?;
                 return Ok(false);
             }
             bundle.set_sequence_number(Some(seq + 1));
@@ -190,10 +254,12 @@ impl CaHandle {
                 Ok(_) => {
                     info!(
                         roots = after.len(),
+                        jwt_keys = bundle.jwt_authorities().len(),
                         sequence = seq + 1,
                         "own trust bundle published"
                     );
-                    return Ok(true);
+                    self.forget_retired(&retired).await?;
+                    return Ok(after != before);
                 }
                 Err(DsError::Conflict { .. }) => continue,
                 Err(e) => return Err(e).context("cannot publish the own bundle"),
@@ -204,8 +270,31 @@ impl CaHandle {
         ))
     }
 
+    /// Retired JWT keys are gone from the stored bundle: stop tracking them.
+    async fn forget_retired(&self, kids: &[String]) -> anyhow::Result<()> {
+        if !kids.is_empty() && self.lock_jwt().forget_retired(kids) {
+            self.persist_jwt_journal().await?;
+        }
+        Ok(())
+    }
+
+    /// Signs a JWT-SVID with the active JWT key; `exp` is clamped to the key's expiry.
+    pub fn sign_jwt_svid(
+        &self,
+        id: &SpiffeId,
+        audience: &[String],
+        ttl: Duration,
+    ) -> Result<JwtSvid, CaError> {
+        let active = self.lock_jwt().active().ok_or(CaError::NoActiveCa)?;
+        active.sign_jwt_svid(id, audience, ttl, now_odt())
+    }
+
     /// Periodic upkeep; true when the node API's TLS config must be rebuilt.
     pub async fn maintain(&self) -> anyhow::Result<bool> {
+        // JWT keys rotate on their own schedule; a failure there must not stop X.509 upkeep.
+        if let Err(e) = self.rotate_jwt().await {
+            warn!(error = %format!("{e:#}"), "JWT key maintenance failed; will retry");
+        }
         let rotated = self.rotate().await?;
         let roots_changed = self.publish_bundle().await? || rotated;
         let renew = match &*self.server_cert.lock().unwrap_or_else(|p| p.into_inner()) {
@@ -243,7 +332,11 @@ impl CaHandle {
 
     /// Time until the next prepare/activate/prune step (zero when overdue).
     pub fn until_next_step(&self) -> Option<Duration> {
-        let at = self.lock().next_deadline()?;
+        let jwt = self.lock_jwt().next_deadline();
+        let at = match (self.lock().next_deadline(), jwt) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b)?,
+        };
         let left = at - now_odt();
         Some(Duration::try_from(left).unwrap_or(Duration::ZERO))
     }
@@ -303,4 +396,47 @@ fn expired(der: &[u8], now: i64) -> bool {
             true
         }
     }
+}
+
+/// The datastore key of a replica's JWT key journal (beside its CA journal).
+fn jwt_journal_key(server_id: &str) -> String {
+    format!("{server_id}/jwt")
+}
+
+/// JWT keys follow the CA's key type and lifetime; JWT-SVID has no EdDSA, so an `ed25519` CA
+/// gets `ec-p256` (ES256) JWT keys.
+fn jwt_key_config(
+    cfg: &ServerConfig,
+    ca_key_type: KeyType,
+    key_dir: &std::path::Path,
+) -> JwtKeyConfig {
+    let mut c = JwtKeyConfig::new(cfg.trust_domain.clone(), key_dir);
+    c.key_type = match ca_key_type {
+        KeyType::Ed25519 => {
+            info!("JWT-SVIDs cannot use Ed25519; JWT signing keys are ec-p256 (ES256)");
+            KeyType::EcP256
+        }
+        k => k,
+    };
+    c.key_ttl = cfg.ca_ttl;
+    c
+}
+
+async fn load_jwt_journal(
+    ds: &dyn DataStore,
+    server_id: &str,
+) -> anyhow::Result<Option<JwtJournal>> {
+    let key = jwt_journal_key(server_id);
+    let Some(bytes) = ds
+        .get_ca_journal(&key)
+        .await
+        .context("cannot read the JWT key journal")?
+    else {
+        return Ok(None);
+    };
+    let text = String::from_utf8(bytes)
+        .map_err(|_| anyhow!("the JWT key journal of {server_id} is not UTF-8"))?;
+    let journal = JwtJournal::from_json(&text)
+        .with_context(|| format!("the JWT key journal of server {server_id} is unreadable"))?;
+    Ok(Some(journal))
 }

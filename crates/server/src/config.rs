@@ -11,6 +11,7 @@ use sigil_spiffe::TrustDomain;
 pub const DEFAULT_TRUST_DOMAIN: &str = "cluster.local";
 pub const DEFAULT_BIND_PORT: u16 = 8081;
 pub const DEFAULT_X509_SVID_TTL: Duration = Duration::from_secs(3600);
+pub const DEFAULT_JWT_SVID_TTL: Duration = Duration::from_secs(300);
 pub const DEFAULT_AGENT_SVID_TTL: Duration = Duration::from_secs(3600);
 pub const DEFAULT_CA_TTL: Duration = Duration::from_secs(24 * 3600);
 pub const DEFAULT_JOIN_TOKEN_TTL: Duration = Duration::from_secs(600);
@@ -47,6 +48,7 @@ pub struct FileConfig {
     pub ca_key_type: Option<String>,
     pub ca_ttl: Option<String>,
     pub default_x509_svid_ttl: Option<String>,
+    pub default_jwt_svid_ttl: Option<String>,
     pub agent_svid_ttl: Option<String>,
     pub upstream_ca_cert: Option<PathBuf>,
     pub upstream_ca_key: Option<PathBuf>,
@@ -81,6 +83,7 @@ impl FileConfig {
             ca_key_type: over.ca_key_type.or(self.ca_key_type),
             ca_ttl: over.ca_ttl.or(self.ca_ttl),
             default_x509_svid_ttl: over.default_x509_svid_ttl.or(self.default_x509_svid_ttl),
+            default_jwt_svid_ttl: over.default_jwt_svid_ttl.or(self.default_jwt_svid_ttl),
             agent_svid_ttl: over.agent_svid_ttl.or(self.agent_svid_ttl),
             upstream_ca_cert: over.upstream_ca_cert.or(self.upstream_ca_cert),
             upstream_ca_key: over.upstream_ca_key.or(self.upstream_ca_key),
@@ -113,6 +116,8 @@ pub struct ServerConfig {
     pub ca_key_type: String,
     pub ca_ttl: Duration,
     pub default_x509_svid_ttl: Duration,
+    /// JWT-SVID lifetime for entries without `jwt_svid_ttl` (SPIRE default 5m).
+    pub default_jwt_svid_ttl: Duration,
     pub agent_svid_ttl: Duration,
     pub upstream: UpstreamCa,
     pub x509pop_ca_bundle: Option<PathBuf>,
@@ -166,6 +171,18 @@ impl ServerConfig {
             DEFAULT_X509_SVID_TTL,
         )?;
         let agent_svid_ttl = dur("agent_svid_ttl", f.agent_svid_ttl, DEFAULT_AGENT_SVID_TTL)?;
+        let default_jwt_svid_ttl = dur(
+            "default_jwt_svid_ttl",
+            f.default_jwt_svid_ttl,
+            DEFAULT_JWT_SVID_TTL,
+        )?;
+        if default_jwt_svid_ttl.is_zero() {
+            return Err(ConfigError::Invalid {
+                field: "default_jwt_svid_ttl",
+                value: "0s".into(),
+                reason: "must be positive; JWT-SVIDs must expire (SPIRE's default is 5m)".into(),
+            });
+        }
         if default_x509_svid_ttl >= ca_ttl {
             return Err(ConfigError::Invalid {
                 field: "default_x509_svid_ttl",
@@ -197,6 +214,7 @@ impl ServerConfig {
             ca_key_type: f.ca_key_type.unwrap_or_else(|| "ec-p256".to_owned()),
             ca_ttl,
             default_x509_svid_ttl,
+            default_jwt_svid_ttl,
             agent_svid_ttl,
             upstream,
             x509pop_ca_bundle: f.x509pop_ca_bundle,

@@ -6,6 +6,7 @@ pub mod authz;
 pub mod ca_handle;
 pub mod config;
 mod convert;
+mod jwt_api;
 pub mod metrics;
 pub mod node_api;
 pub mod node_client;

@@ -326,6 +326,16 @@ impl Node for NodeApi {
         }
         Ok(Response::new(pb::GetBundlesResponse { own, federated }))
     }
+
+    async fn new_jwtsvid(
+        &self,
+        req: Request<pb::NewJwtsvidRequest>,
+    ) -> Result<Response<pb::NewJwtsvidResponse>, Status> {
+        let caller = self.authenticate(peer_of(&req)).await?;
+        crate::jwt_api::new_jwt_svid(self, &caller, req.into_inner())
+            .await
+            .map(Response::new)
+    }
 }
 
 impl NodeApi {

@@ -68,7 +68,7 @@ pub enum BundleError {
         key_use: &'static str,
         source: KeyError,
     },
-    #[error("JWT authority key ID is empty")]
+    #[error("JWT authority key ID is empty; give every JWT authority a non-empty key ID")]
     EmptyKid,
     #[error("X.509 authority is not usable: {0}")]
     Authority(#[source] AuthorityError),

@@ -149,8 +149,14 @@ mod tests {
             ("short contents", &[OCTET_STRING, 0x03, 0x00]),
             ("short long-form length", &[SEQUENCE, 0x82, 0x01]),
             ("indefinite length", &[SEQUENCE, 0x80, 0x00, 0x00]),
-            ("length in long form below 128", &[SEQUENCE, 0x81, 0x05, 1, 2, 3, 4, 5]),
-            ("length with a leading zero byte", &[SEQUENCE, 0x82, 0x00, 0x80]),
+            (
+                "length in long form below 128",
+                &[SEQUENCE, 0x81, 0x05, 1, 2, 3, 4, 5],
+            ),
+            (
+                "length with a leading zero byte",
+                &[SEQUENCE, 0x82, 0x00, 0x80],
+            ),
             ("multi-byte tag", &[0x1f, 0x01, 0x00]),
         ];
         for (name, input) in cases {

@@ -178,9 +178,11 @@ impl PublicKey {
                 der::encode(OID, curve.oid()),
             ]
             .concat(),
-            PublicKey::Rsa { .. } => {
-                [der::encode(OID, der::oid::RSA_ENCRYPTION), der::encode(NULL, &[])].concat()
-            }
+            PublicKey::Rsa { .. } => [
+                der::encode(OID, der::oid::RSA_ENCRYPTION),
+                der::encode(NULL, &[]),
+            ]
+            .concat(),
             PublicKey::Ed25519 { .. } => der::encode(OID, der::oid::ED25519),
         };
         let mut bits = vec![0u8]; // no unused bits

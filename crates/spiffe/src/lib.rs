@@ -7,11 +7,13 @@
 //! - [`verify`]: [`verify_x509_svid`] and its path-validation core [`verify_chain_to_anchors`].
 //! - [`jwk`]: bundle public keys (JWK ⇄ SubjectPublicKeyInfo); [`pem`]: the PEM codec;
 //!   [`der`]: the small DER reader and writer both are built on (also used by `sigil-ca`).
+//! - [`jwt`]: JWT-SVID validation ([`jwt::validate`]).
 
 pub mod bundle;
 pub mod der;
 pub mod id;
 pub mod jwk;
+pub mod jwt;
 pub mod pem;
 pub mod svid;
 pub mod verify;
@@ -19,6 +21,7 @@ pub mod verify;
 pub use bundle::{AuthorityError, Bundle, BundleError, BundleSet, BundleSource, JwtAuthority};
 pub use id::{IdError, SpiffeId, TrustDomain};
 pub use jwk::{EcCurve, KeyError, PublicKey};
+pub use jwt::{JwtError, ValidatedJwt};
 pub use pem::PemError;
 pub use svid::{CertRole, SvidError, X509Svid, check_signing_cert, leaf_spiffe_id};
 pub use verify::{

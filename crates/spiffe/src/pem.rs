@@ -1,8 +1,8 @@
 //! A small PEM codec (RFC 7468, strict base64 body): blocks of any label, and helpers for
 //! `CERTIFICATE` blocks.
 //!
-//! The encoder writes base64 straight into the caller's buffer ([`encode_block_into`]), with
-//! no intermediate copy, so that `sigil-ca` can encode private keys into zeroizing buffers.
+//! The encoder writes base64 straight into the buffer of the string it returns, with no
+//! intermediate copy, so that `sigil-ca` can hold private-key PEM in a zeroizing wrapper.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -19,7 +19,10 @@ pub enum PemError {
     NotPem,
     #[error("line {line}: PEM block of type {label:?} where a CERTIFICATE was expected")]
     UnexpectedLabel { line: usize, label: String },
-    #[error("line {line}: malformed PEM boundary {text:?}")]
+    #[error(
+        "line {line}: malformed PEM boundary {text:?}; boundaries are \"-----BEGIN <LABEL>-----\" \
+         and \"-----END <LABEL>-----\" on lines of their own"
+    )]
     BadBoundary { line: usize, text: String },
     #[error("line {line}: PEM block {label:?} is never closed (no \"-----END {label}-----\")")]
     Unterminated { line: usize, label: String },
@@ -140,19 +143,15 @@ pub fn decode_certificates(text: &str) -> Result<Vec<CertificateDer<'static>>, P
 }
 
 /// The exact length of the PEM block [`encode_block`] writes for `der_len` bytes.
-pub fn encoded_len(label: &str, der_len: usize) -> usize {
+fn encoded_len(label: &str, der_len: usize) -> usize {
     let b64 = der_len.div_ceil(3) * 4;
     let body_lines = b64.div_ceil(64);
     BEGIN.len() + END.len() + 2 * (label.len() + DASHES.len() + 1) + b64 + body_lines
 }
 
-/// Appends one block with 64-character lines to `out` (ASCII bytes).
-///
-/// Reserves [`encoded_len`] first and then encodes each 48-byte run of `der` directly into
-/// `out`: `out` is reallocated at most once, before anything is written, and no other buffer
-/// ever holds the encoding. An empty `out` therefore ends up the only copy, which is what a
-/// caller encoding secret material into a zeroizing buffer needs.
-pub fn encode_block_into(out: &mut Vec<u8>, label: &str, der: &[u8]) {
+/// Appends one block to `out`: reserves [`encoded_len`] first, then encodes each 48-byte run
+/// of `der` directly into `out`, so `out` moves at most once, before anything is written.
+fn encode_block_into(out: &mut Vec<u8>, label: &str, der: &[u8]) {
     out.reserve_exact(encoded_len(label, der.len()));
     for part in [BEGIN, label, DASHES, "\n"] {
         out.extend_from_slice(part.as_bytes());
@@ -173,10 +172,14 @@ pub fn encode_block_into(out: &mut Vec<u8>, label: &str, der: &[u8]) {
 }
 
 /// Encodes one block with 64-character lines.
+///
+/// The encoding is written once, straight into the exactly-sized buffer of the returned
+/// string: no other buffer ever holds it, so wrapping the result in a zeroizing type (as
+/// `sigil-ca` does for private keys) leaves no copy of secret material behind.
 pub fn encode_block(label: &str, der: &[u8]) -> String {
     let mut out = Vec::new();
     encode_block_into(&mut out, label, der);
-    // Only ASCII was written.
+    // Only ASCII was written; `from_utf8` takes the buffer over without copying it.
     String::from_utf8(out).unwrap_or_default()
 }
 
@@ -231,7 +234,10 @@ mod tests {
 
             if len > 0 {
                 let ours = decode_blocks(&pem).unwrap();
-                assert_eq!((ours[0].label.as_str(), &ours[0].der), ("PRIVATE KEY", &der));
+                assert_eq!(
+                    (ours[0].label.as_str(), &ours[0].der),
+                    ("PRIVATE KEY", &der)
+                );
                 // An independent decoder reads it too.
                 let theirs =
                     rustls_pki_types::PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes()).unwrap();

@@ -136,6 +136,11 @@ pub(crate) fn parse_cert(der: &[u8]) -> Result<X509Certificate<'_>, SvidError> {
     Ok(cert)
 }
 
+/// Maps an x509-parser error about `extension` to [`SvidError::BadExtension`].
+fn bad_extension(extension: &'static str) -> impl FnOnce(X509Error) -> SvidError {
+    move |source| SvidError::BadExtension { extension, source }
+}
+
 /// A certificate's subject for messages ("<empty subject>" when it has none).
 pub(crate) fn subject_string(cert: &X509Certificate<'_>) -> String {
     let s = cert.subject().to_string();
@@ -149,10 +154,7 @@ pub(crate) fn subject_string(cert: &X509Certificate<'_>) -> String {
 fn uri_sans<'a>(cert: &'a X509Certificate<'_>) -> Result<(Vec<&'a str>, bool), SvidError> {
     let san = cert
         .subject_alternative_name()
-        .map_err(|source| SvidError::BadExtension {
-            extension: "subjectAltName",
-            source,
-        })?;
+        .map_err(bad_extension("subjectAltName"))?;
     let Some(san) = san else {
         return Ok((Vec::new(), false));
     };
@@ -193,10 +195,7 @@ fn uri_san_id(uris: &[&str], role: CertRole) -> Result<Option<SpiffeId>, SvidErr
 fn is_ca(cert: &X509Certificate<'_>) -> Result<bool, SvidError> {
     let bc = cert
         .basic_constraints()
-        .map_err(|source| SvidError::BadExtension {
-            extension: "basicConstraints",
-            source,
-        })?;
+        .map_err(bad_extension("basicConstraints"))?;
     Ok(bc.is_some_and(|bc| bc.value.ca))
 }
 
@@ -207,10 +206,7 @@ fn critical_key_usage(
 ) -> Result<x509_parser::extensions::KeyUsage, SvidError> {
     let ku = cert
         .key_usage()
-        .map_err(|source| SvidError::BadExtension {
-            extension: "keyUsage",
-            source,
-        })?
+        .map_err(bad_extension("keyUsage"))?
         .ok_or(SvidError::KeyUsageMissing(role))?;
     if !ku.critical {
         return Err(SvidError::KeyUsageNotCritical(role));
@@ -254,10 +250,7 @@ pub fn leaf_spiffe_id(der: &[u8]) -> Result<SpiffeId, SvidError> {
     }
     let eku = cert
         .extended_key_usage()
-        .map_err(|source| SvidError::BadExtension {
-            extension: "extendedKeyUsage",
-            source,
-        })?;
+        .map_err(bad_extension("extendedKeyUsage"))?;
     if let Some(eku) = eku {
         let missing = match (eku.value.server_auth, eku.value.client_auth) {
             (true, true) => None,

@@ -17,8 +17,8 @@ use webpki::{
 };
 
 use crate::bundle::BundleSource;
-use crate::id::{SpiffeId, TrustDomain};
 use crate::der;
+use crate::id::{SpiffeId, TrustDomain};
 use crate::svid::{self, SvidError};
 
 const OID_SERVER_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01];

@@ -269,6 +269,12 @@ fn x509_limbo() {
         "x509-limbo: ran {ran}, matched {matched}, exceptions {excepted}, skipped {total_skipped} ({})",
         by_reason.join(", ")
     );
+    // Guards against a filter or data change that would make the comparison vacuous.
+    assert!(
+        ran > total_skipped && matched > excepted,
+        "x509-limbo no longer exercises the core: ran {ran} (skipped {total_skipped}), matched \
+         {matched} (exceptions {excepted})"
+    );
     assert!(
         problems.is_empty(),
         "{} x509-limbo problems:\n{}",

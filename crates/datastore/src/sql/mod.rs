@@ -143,7 +143,12 @@ pub(crate) fn to_u64(column: &str, v: i64) -> Result<u64> {
 }
 
 pub(crate) fn to_i64(what: &str, v: u64) -> Result<i64> {
-    i64::try_from(v).map_err(|_| Error::Invalid(format!("{what} {v} is too large")))
+    i64::try_from(v).map_err(|_| {
+        Error::Invalid(format!(
+            "{what} {v} is too large; the store keeps it as a signed 64-bit number (at most {})",
+            i64::MAX
+        ))
+    })
 }
 
 /// Turns a stored text column into a typed value, blaming corruption on failure.

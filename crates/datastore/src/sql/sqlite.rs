@@ -97,7 +97,10 @@ fn connect_error(location: &str, e: sqlx::Error) -> Error {
         }
         sqlx::Error::Database(db) => match unavailable_hint(db.as_ref()) {
             Some(hint) => format!("cannot open {location}: {} — {hint}", db.message()),
-            None => format!("cannot open {location}: {}", db.message()),
+            None => format!(
+                "cannot open {location}: {} — check --datastore and the file's permissions",
+                db.message()
+            ),
         },
         other => format!("cannot open {location}: {other} — check the path and its permissions"),
     };

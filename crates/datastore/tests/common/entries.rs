@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use sigil_datastore::{Error, ListEntriesFilter, Pagination, Selector, SelectorMatch};
 
-use super::{NOW, TestDb, id, ids, ids_of, sels, spec, td};
+use super::{NOW, TestDb, id, ids, ids_of, list_all, sels, spec, td};
 
 pub async fn entry_crud(db: TestDb) {
     let store = db.open().await;
@@ -291,10 +291,7 @@ pub async fn list_filters_by_ids_hint_downstream(db: TestDb) {
         ),
     ];
     for (name, filter, want) in cases {
-        let page = store
-            .list_entries(&filter, &Pagination::all())
-            .await
-            .unwrap();
+        let page = list_all(&*store, &filter).await;
         assert_eq!(ids(&page), want, "filter {name}");
         assert_eq!(page.next_page_token, None, "filter {name}");
     }
@@ -349,10 +346,7 @@ pub async fn list_selector_matches(db: TestDb) {
             by_selectors: Some((sels(given), how)),
             ..Default::default()
         };
-        let page = store
-            .list_entries(&filter, &Pagination::all())
-            .await
-            .unwrap();
+        let page = list_all(&*store, &filter).await;
         assert_eq!(ids(&page), want, "{given:?} {how:?}");
     }
 
@@ -362,10 +356,7 @@ pub async fn list_selector_matches(db: TestDb) {
         by_selectors: Some((sels(&["t:a", "t:b", "t:c", "t:d"]), Subset)),
         ..Default::default()
     };
-    let page = store
-        .list_entries(&filter, &Pagination::all())
-        .await
-        .unwrap();
+    let page = list_all(&*store, &filter).await;
     assert_eq!(ids(&page), ids_of(&[&e1, &e2, &e3, &e4]));
 }
 
@@ -397,10 +388,7 @@ pub async fn list_federates_with_matches(db: TestDb) {
             by_federates_with: Some((tds, how)),
             ..Default::default()
         };
-        let page = store
-            .list_entries(&filter, &Pagination::all())
-            .await
-            .unwrap();
+        let page = list_all(&*store, &filter).await;
         assert_eq!(ids(&page), want, "{given:?} {how:?}");
     }
     let filter = ListEntriesFilter {
@@ -478,10 +466,7 @@ pub async fn pagination(db: TestDb) {
     assert_eq!(ids(&second), [all[5].clone()]);
     assert_eq!(second.next_page_token, None);
 
-    let everything = store
-        .list_entries(&ListEntriesFilter::default(), &Pagination::all())
-        .await
-        .unwrap();
+    let everything = list_all(&*store, &ListEntriesFilter::default()).await;
     assert_eq!(ids(&everything), all);
     assert_eq!(everything.next_page_token, None);
 
@@ -516,42 +501,21 @@ pub async fn update_rewrites_selector_index(db: TestDb) {
         by_federates_with: Some((vec![td(s)], SelectorMatch::Any)),
         ..Default::default()
     };
-    let all = Pagination::all();
-    assert!(
-        store
-            .list_entries(&by("t:old"), &all)
-            .await
-            .unwrap()
-            .items
-            .is_empty()
-    );
+    let none: Vec<String> = vec![];
+    assert_eq!(ids(&list_all(&*store, &by("t:old")).await), none);
     assert_eq!(
-        ids(&store.list_entries(&by("t:new"), &all).await.unwrap()),
+        ids(&list_all(&*store, &by("t:new")).await),
         vec![e.id.clone()]
     );
-    assert!(
-        store
-            .list_entries(&by_td("old.org"), &all)
-            .await
-            .unwrap()
-            .items
-            .is_empty()
-    );
+    assert_eq!(ids(&list_all(&*store, &by_td("old.org")).await), none);
     assert_eq!(
-        ids(&store.list_entries(&by_td("new.org"), &all).await.unwrap()),
+        ids(&list_all(&*store, &by_td("new.org")).await),
         vec![e.id.clone()]
     );
 
     // Deleting removes the index rows too: a new entry with the old key is not a duplicate.
     store.delete_entry(&e.id).await.unwrap();
-    assert!(
-        store
-            .list_entries(&by("t:new"), &all)
-            .await
-            .unwrap()
-            .items
-            .is_empty()
-    );
+    assert_eq!(ids(&list_all(&*store, &by("t:new")).await), none);
     store
         .create_entry(spec("w", "agent", &["t:new"]))
         .await
@@ -614,10 +578,7 @@ pub async fn concurrent_entry_creates(db: TestDb) {
         "12 distinct + exactly one of the 8 duplicates"
     );
     assert_eq!(store.count_entries().await.unwrap(), 13);
-    let listed = store
-        .list_entries(&ListEntriesFilter::default(), &Pagination::all())
-        .await
-        .unwrap();
+    let listed = list_all(&*store, &ListEntriesFilter::default()).await;
     let revisions: BTreeSet<i64> = listed.items.iter().map(|e| e.revision_number).collect();
     assert_eq!(revisions.len(), 13, "each create got its own revision");
 }

@@ -3,11 +3,11 @@
 use std::sync::Arc;
 
 use sigil_datastore::{
-    AgentSerials, Error, IssuedCert, IssuedKind, JoinToken, ListEntriesFilter, NewAgent, Pagination,
+    AgentSerials, Error, IssuedCert, IssuedKind, JoinToken, ListEntriesFilter, NewAgent,
 };
 use tokio::sync::Barrier;
 
-use super::{NOW, TestDb, id, sels, spec, td};
+use super::{NOW, TestDb, id, list_all, sels, spec, td};
 
 fn token(value: &str, expires_at: i64) -> JoinToken {
     JoinToken {
@@ -356,12 +356,10 @@ pub async fn revision_increments(db: TestDb) {
         (u.revision_number, store.revision().await.unwrap()),
         (r0 + 2, r0 + 2)
     );
-    assert!(
-        store
-            .create_entry(spec("w", "agent", &["t:1"]))
-            .await
-            .is_err()
-    );
+    assert!(matches!(
+        store.create_entry(spec("w", "agent", &["t:1"])).await,
+        Err(Error::AlreadyExists { id, .. }) if id == e.id
+    ));
     assert_eq!(
         store.revision().await.unwrap(),
         r0 + 2,
@@ -468,10 +466,7 @@ pub async fn persistence_across_reopen(db: TestDb) {
         by_selectors: Some((sels(&["t:1", "t:2"]), sigil_datastore::SelectorMatch::Exact)),
         ..Default::default()
     };
-    let listed = store
-        .list_entries(&by_sel, &Pagination::all())
-        .await
-        .unwrap();
+    let listed = list_all(&*store, &by_sel).await;
     assert_eq!(listed.items, vec![e]);
     assert_eq!(store.get_agent(&a.spiffe_id).await.unwrap(), Some(a));
     assert_eq!(store.get_bundle(&td("example.org")).await.unwrap(), Some(b));

@@ -16,7 +16,10 @@ use std::time::Duration;
 pub use agents::*;
 pub use entries::*;
 pub use misc::*;
-use sigil_datastore::{DataStore, EntrySpec, OpenOptions, Page, RegistrationEntry, Selector, open};
+use sigil_datastore::{
+    DataStore, EntrySpec, ListEntriesFilter, OpenOptions, Page, Pagination, RegistrationEntry,
+    Selector, open,
+};
 use sigil_spiffe::{SpiffeId, TrustDomain};
 
 /// Defines one `#[tokio::test]` per conformance case, each calling `$runner(case)`.
@@ -105,6 +108,17 @@ pub fn spec(name: &str, parent: &str, selectors: &[&str]) -> EntrySpec {
         id(&format!("spiffe://example.org/{parent}")),
         sels(selectors),
     )
+}
+
+/// Every entry matching `filter`, in one page.
+pub async fn list_all(
+    store: &dyn DataStore,
+    filter: &ListEntriesFilter,
+) -> Page<RegistrationEntry> {
+    match store.list_entries(filter, &Pagination::all()).await {
+        Ok(page) => page,
+        Err(e) => panic!("listing entries by {filter:?}: {e}"),
+    }
 }
 
 /// The ids of a page, in page order.

@@ -280,12 +280,7 @@ fn spiffe_id_table() {
             ));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} failing rows:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    crate::assert_rows_pass(&failures);
 }
 
 #[test]

@@ -10,3 +10,13 @@ mod id;
 mod pki;
 mod svid;
 mod verify;
+
+/// Fails with every failing row of a table-driven test at once.
+fn assert_rows_pass(failures: &[String]) {
+    assert!(
+        failures.is_empty(),
+        "{} failing rows:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}

@@ -169,12 +169,7 @@ fn leaf_rules_table() {
             failures.push(format!("{name}: got {got:?}, want {want:?}"));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} failing rows:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    crate::assert_rows_pass(&failures);
 }
 
 #[test]

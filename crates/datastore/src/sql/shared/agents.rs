@@ -4,9 +4,7 @@ use async_trait::async_trait;
 use sigil_spiffe::SpiffeId;
 use sqlx::QueryBuilder;
 
-use super::{
-    Db, DbConn, DbRow, SqlStore, abandon, col, push_set_match, selector_members, set_size,
-};
+use super::{Db, DbConn, DbRow, SqlStore, col, push_set_match, selector_members, set_size};
 use crate::error::{Error, Result};
 use crate::model::{
     AgentSerials, AttestedAgent, ListAgentsFilter, NewAgent, Page, Pagination, normalize_serial,
@@ -131,16 +129,7 @@ impl SqlStore {
                 .ok_or_else(|| not_found(id))
         }
         .await;
-        match result {
-            Ok(agent) => {
-                self.commit(tx).await?;
-                Ok(agent)
-            }
-            Err(e) => {
-                abandon(tx).await;
-                Err(e)
-            }
-        }
+        self.finish(tx, result).await
     }
 }
 
@@ -204,11 +193,7 @@ impl AgentStore for SqlStore {
             Ok(())
         }
         .await;
-        if let Err(e) = result {
-            abandon(tx).await;
-            return Err(e);
-        }
-        self.commit(tx).await?;
+        self.finish(tx, result).await?;
         Ok(AttestedAgent {
             spiffe_id: agent.spiffe_id,
             attestation_type: agent.attestation_type,
@@ -347,28 +332,16 @@ impl AgentStore for SqlStore {
             Ok(agent)
         }
         .await;
-        match result {
-            Ok(agent) => {
-                self.commit(tx).await?;
-                Ok(agent)
-            }
-            Err(e) => {
-                abandon(tx).await;
-                Err(e)
-            }
-        }
+        self.finish(tx, result).await
     }
 
     async fn set_node_selectors(&self, id: &SpiffeId, selectors: Vec<Selector>) -> Result<()> {
         let selectors = normalize_selectors(selectors)?;
         let (mut tx, _) = self.begin().await?;
-        match replace_selectors(&mut tx, id, &selectors).await {
-            Ok(()) => self.commit(tx).await,
-            Err(e) => {
-                abandon(tx).await;
-                Err(self.err(e))
-            }
-        }
+        let result = replace_selectors(&mut tx, id, &selectors)
+            .await
+            .map_err(|e| self.err(e));
+        self.finish(tx, result).await
     }
 
     async fn get_node_selectors(&self, id: &SpiffeId) -> Result<Vec<Selector>> {

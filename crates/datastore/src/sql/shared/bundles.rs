@@ -31,44 +31,49 @@ fn check_data(td: &TrustDomain, data: &[u8]) -> Result<()> {
 }
 
 impl SqlStore {
-    /// Finishes a bundle write: commits when `sequence` is known, else explains why not.
+    /// Ends a bundle write whose statement returned the new sequence, or nothing because the
+    /// stored sequence was not the expected one (or there is no bundle): then says which.
     async fn finish_bundle_write(
         &self,
         mut tx: Tx,
         td: &TrustDomain,
         data: Vec<u8>,
         now: i64,
-        sequence: Option<i64>,
+        written: Result<Option<i64>>,
         expected: u64,
     ) -> Result<StoredBundle> {
-        if let Some(sequence) = sequence {
-            self.commit(tx).await?;
-            return Ok(StoredBundle {
-                trust_domain: td.clone(),
-                data,
-                sequence: to_u64("bundle sequence", sequence)?,
-                updated_at: now,
-            });
-        }
-        let current: Result<Option<i64>> =
-            sqlx::query_scalar("SELECT sequence FROM bundles WHERE trust_domain = $1")
-                .bind(td.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(|e| self.err(e));
-        abandon(tx).await;
-        match current? {
-            Some(actual) => Err(Error::Conflict {
-                what: WHAT,
-                id: td.to_string(),
-                expected,
-                actual: to_u64("bundle sequence", actual)?,
-            }),
-            None => Err(Error::NotFound {
-                what: WHAT,
-                id: td.to_string(),
-            }),
-        }
+        let sequence = match written {
+            Ok(Some(sequence)) => sequence,
+            Ok(None) => {
+                let current: Result<Option<i64>> =
+                    sqlx::query_scalar("SELECT sequence FROM bundles WHERE trust_domain = $1")
+                        .bind(td.as_str())
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(|e| self.err(e));
+                abandon(tx).await;
+                return Err(match current? {
+                    Some(actual) => Error::Conflict {
+                        what: WHAT,
+                        id: td.to_string(),
+                        expected,
+                        actual: to_u64("bundle sequence", actual)?,
+                    },
+                    None => Error::NotFound {
+                        what: WHAT,
+                        id: td.to_string(),
+                    },
+                });
+            }
+            Err(e) => return self.finish(tx, Err(e)).await,
+        };
+        let stored = to_u64("bundle sequence", sequence).map(|sequence| StoredBundle {
+            trust_domain: td.clone(),
+            data,
+            sequence,
+            updated_at: now,
+        });
+        self.finish(tx, stored).await
     }
 }
 
@@ -89,16 +94,8 @@ impl BundleStore for SqlStore {
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| self.err(e));
-        match sequence {
-            Ok(sequence) => {
-                self.finish_bundle_write(tx, td, data, now, Some(sequence), 0)
-                    .await
-            }
-            Err(e) => {
-                abandon(tx).await;
-                Err(e)
-            }
-        }
+        self.finish_bundle_write(tx, td, data, now, sequence.map(Some), 0)
+            .await
     }
 
     async fn update_bundle(
@@ -134,16 +131,8 @@ impl BundleStore for SqlStore {
             .await
         }
         .map_err(|e| self.err(e));
-        match written {
-            Ok(sequence) => {
-                self.finish_bundle_write(tx, td, data, now, sequence, expected_sequence)
-                    .await
-            }
-            Err(e) => {
-                abandon(tx).await;
-                Err(e)
-            }
-        }
+        self.finish_bundle_write(tx, td, data, now, written, expected_sequence)
+            .await
     }
 
     async fn get_bundle(&self, td: &TrustDomain) -> Result<Option<StoredBundle>> {
@@ -176,24 +165,15 @@ impl BundleStore for SqlStore {
         .bind(td.as_str())
         .fetch_optional(&mut *tx)
         .await;
-        match row {
-            Ok(Some(row)) => {
-                let bundle = bundle_from_row(&row)?;
-                self.commit(tx).await?;
-                Ok(bundle)
-            }
-            Ok(None) => {
-                abandon(tx).await;
-                Err(Error::NotFound {
-                    what: WHAT,
-                    id: td.to_string(),
-                })
-            }
-            Err(e) => {
-                abandon(tx).await;
-                Err(self.err(e))
-            }
-        }
+        let result = match row {
+            Ok(Some(row)) => bundle_from_row(&row),
+            Ok(None) => Err(Error::NotFound {
+                what: WHAT,
+                id: td.to_string(),
+            }),
+            Err(e) => Err(self.err(e)),
+        };
+        self.finish(tx, result).await
     }
 }
 

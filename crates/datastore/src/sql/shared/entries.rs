@@ -92,7 +92,22 @@ async fn existing_with_key(
         .await
 }
 
+/// Writes a new entry. `$1`–`$14` are the same columns as in [`UPDATE_ENTRY`], so one list of
+/// binds serves both; `$15` is the id and `$16` the creation time.
+const INSERT_ENTRY: &str = "INSERT INTO entries (unique_key, spiffe_id, parent_id, selectors, \
+     x509_svid_ttl, jwt_svid_ttl, dns_names, federates_with, admin, downstream, expires_at, hint, \
+     store_svid, revision_number, id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
+     $10, $11, $12, $13, $14, $15, $16) RETURNING seq, created_at";
+
+/// Rewrites entry `$15`; `$1`–`$14` as in [`INSERT_ENTRY`].
+const UPDATE_ENTRY: &str = "UPDATE entries SET unique_key = $1, spiffe_id = $2, parent_id = $3, \
+     selectors = $4, x509_svid_ttl = $5, jwt_svid_ttl = $6, dns_names = $7, federates_with = $8, \
+     admin = $9, downstream = $10, expires_at = $11, hint = $12, store_svid = $13, \
+     revision_number = $14 WHERE id = $15 RETURNING seq, created_at";
+
 impl SqlStore {
+    /// Creates an entry (`id` is `None`) or rewrites entry `id`, with its selector and
+    /// federation rows, in one write transaction.
     async fn write_entry(&self, id: Option<&str>, spec: EntrySpec) -> Result<RegistrationEntry> {
         let CheckedEntry { spec, unique_key } = check_entry(spec)?;
         let selectors = to_json(&spec.selectors)?;
@@ -110,113 +125,59 @@ impl SqlStore {
                     id: existing,
                 });
             }
-            let (entry_id, seq, created_at) = match id {
-                None => {
-                    let entry_id = new_id();
-                    let seq: i64 = sqlx::query_scalar(
-                        "INSERT INTO entries (id, unique_key, spiffe_id, parent_id, selectors, \
-                         x509_svid_ttl, jwt_svid_ttl, dns_names, federates_with, admin, \
-                         downstream, expires_at, hint, store_svid, revision_number, created_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
-                         $15, $16) RETURNING seq",
-                    )
-                    .bind(&entry_id)
-                    .bind(&unique_key)
-                    .bind(spec.spiffe_id.as_str())
-                    .bind(spec.parent_id.as_str())
-                    .bind(&selectors)
-                    .bind(i64::from(spec.x509_svid_ttl))
-                    .bind(i64::from(spec.jwt_svid_ttl))
-                    .bind(&dns_names)
-                    .bind(&federates_with)
-                    .bind(spec.admin)
-                    .bind(spec.downstream)
-                    .bind(spec.expires_at)
-                    .bind(&spec.hint)
-                    .bind(spec.store_svid)
-                    .bind(revision)
-                    .bind(now)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(|e| self.err(e))?;
-                    (entry_id, seq, now)
-                }
-                Some(id) => {
-                    let row: Option<(i64, i64)> = sqlx::query_as(
-                        "UPDATE entries SET unique_key = $1, spiffe_id = $2, parent_id = $3, \
-                         selectors = $4, x509_svid_ttl = $5, jwt_svid_ttl = $6, dns_names = $7, \
-                         federates_with = $8, admin = $9, downstream = $10, expires_at = $11, \
-                         hint = $12, store_svid = $13, revision_number = $14 WHERE id = $15 \
-                         RETURNING seq, created_at",
-                    )
-                    .bind(&unique_key)
-                    .bind(spec.spiffe_id.as_str())
-                    .bind(spec.parent_id.as_str())
-                    .bind(&selectors)
-                    .bind(i64::from(spec.x509_svid_ttl))
-                    .bind(i64::from(spec.jwt_svid_ttl))
-                    .bind(&dns_names)
-                    .bind(&federates_with)
-                    .bind(spec.admin)
-                    .bind(spec.downstream)
-                    .bind(spec.expires_at)
-                    .bind(&spec.hint)
-                    .bind(spec.store_svid)
-                    .bind(revision)
-                    .bind(id)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(|e| self.err(e))?;
-                    let Some((seq, created_at)) = row else {
-                        return Err(Error::NotFound {
-                            what: WHAT,
-                            id: id.to_owned(),
-                        });
-                    };
-                    for table in ["entry_selectors", "entry_federates_with"] {
-                        sqlx::query(sqlx::AssertSqlSafe(format!(
-                            "DELETE FROM {table} WHERE entry_seq = $1"
-                        )))
-                        .bind(seq)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(|e| self.err(e))?;
-                    }
-                    (id.to_owned(), seq, created_at)
-                }
+            let entry_id = id.map_or_else(new_id, str::to_owned);
+            let mut query = sqlx::query_as::<_, (i64, i64)>(match id {
+                None => INSERT_ENTRY,
+                Some(_) => UPDATE_ENTRY,
+            })
+            .bind(&unique_key)
+            .bind(spec.spiffe_id.as_str())
+            .bind(spec.parent_id.as_str())
+            .bind(&selectors)
+            .bind(i64::from(spec.x509_svid_ttl))
+            .bind(i64::from(spec.jwt_svid_ttl))
+            .bind(&dns_names)
+            .bind(&federates_with)
+            .bind(spec.admin)
+            .bind(spec.downstream)
+            .bind(spec.expires_at)
+            .bind(&spec.hint)
+            .bind(spec.store_svid)
+            .bind(revision)
+            .bind(&entry_id);
+            if id.is_none() {
+                query = query.bind(now);
+            }
+            let written = query
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(|e| self.err(e))?;
+            let Some((seq, created_at)) = written else {
+                return Err(Error::NotFound {
+                    what: WHAT,
+                    id: entry_id,
+                });
             };
+            if id.is_some() {
+                for table in ["entry_selectors", "entry_federates_with"] {
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DELETE FROM {table} WHERE entry_seq = $1"
+                    )))
+                    .bind(seq)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| self.err(e))?;
+                }
+            }
             insert_children(&mut tx, seq, &spec)
                 .await
                 .map_err(|e| self.err(e))?;
-            Ok(RegistrationEntry {
-                id: entry_id,
-                spiffe_id: spec.spiffe_id,
-                parent_id: spec.parent_id,
-                selectors: spec.selectors,
-                x509_svid_ttl: spec.x509_svid_ttl,
-                jwt_svid_ttl: spec.jwt_svid_ttl,
-                dns_names: spec.dns_names,
-                federates_with: spec.federates_with,
-                admin: spec.admin,
-                downstream: spec.downstream,
-                expires_at: spec.expires_at,
-                hint: spec.hint,
-                store_svid: spec.store_svid,
-                revision_number: revision,
-                created_at,
-            })
+            Ok(RegistrationEntry::from_spec(
+                entry_id, spec, revision, created_at,
+            ))
         }
         .await;
-        match result {
-            Ok(entry) => {
-                self.commit(tx).await?;
-                Ok(entry)
-            }
-            Err(e) => {
-                abandon(tx).await;
-                Err(e)
-            }
-        }
+        self.finish(tx, result).await
     }
 }
 
@@ -250,24 +211,15 @@ impl EntryStore for SqlStore {
         .bind(id)
         .fetch_optional(&mut *tx)
         .await;
-        match row {
-            Ok(Some(row)) => {
-                let (_, entry) = entry_from_row(&row)?;
-                self.commit(tx).await?;
-                Ok(entry)
-            }
-            Ok(None) => {
-                abandon(tx).await;
-                Err(Error::NotFound {
-                    what: WHAT,
-                    id: id.to_owned(),
-                })
-            }
-            Err(e) => {
-                abandon(tx).await;
-                Err(self.err(e))
-            }
-        }
+        let result = match row {
+            Ok(Some(row)) => entry_from_row(&row).map(|(_, entry)| entry),
+            Ok(None) => Err(Error::NotFound {
+                what: WHAT,
+                id: id.to_owned(),
+            }),
+            Err(e) => Err(self.err(e)),
+        };
+        self.finish(tx, result).await
     }
 
     async fn list_entries(
@@ -353,19 +305,13 @@ impl EntryStore for SqlStore {
                 .bind(expires_before)
                 .execute(&mut *tx)
                 .await;
-        match done {
-            Ok(done) if done.rows_affected() > 0 => {
-                self.commit(tx).await?;
-                Ok(done.rows_affected())
-            }
-            Ok(_) => {
+        match done.map(|d| d.rows_affected()) {
+            // Nothing deleted: roll back, so that the revision does not move.
+            Ok(0) => {
                 abandon(tx).await;
                 Ok(0)
             }
-            Err(e) => {
-                abandon(tx).await;
-                Err(self.err(e))
-            }
+            done => self.finish(tx, done.map_err(|e| self.err(e))).await,
         }
     }
 }

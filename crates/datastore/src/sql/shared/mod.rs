@@ -77,6 +77,20 @@ impl SqlStore {
         tx.commit().await.map_err(|e| self.err(e))
     }
 
+    /// Ends a write transaction: commits it when `result` is `Ok`, rolls it back otherwise.
+    async fn finish<T>(&self, tx: Tx, result: Result<T>) -> Result<T> {
+        match result {
+            Ok(value) => {
+                self.commit(tx).await?;
+                Ok(value)
+            }
+            Err(e) => {
+                abandon(tx).await;
+                Err(e)
+            }
+        }
+    }
+
     async fn conn(&self) -> Result<sqlx::pool::PoolConnection<Db>> {
         self.pool.acquire().await.map_err(|e| self.err(e))
     }
@@ -174,7 +188,10 @@ pub(super) fn map_error(location: &str, acquire_timeout: Duration, e: sqlx::Erro
             "I/O error talking to {location}: {io} — is it running and reachable? check \
              --datastore"
         )),
-        sqlx::Error::Tls(t) => unavailable(format!("TLS error talking to {location}: {t}")),
+        sqlx::Error::Tls(t) => unavailable(format!(
+            "TLS error talking to {location}: {t} — this build speaks plaintext only; use \
+             sslmode=disable or sslmode=prefer in --datastore"
+        )),
         sqlx::Error::Protocol(p) => unavailable(format!(
             "broken connection to {location} ({p}); the next attempt opens a new one"
         )),

@@ -31,7 +31,11 @@ fn token_from_row(token: &str, row: &DbRow) -> Result<JoinToken> {
 impl JoinTokenStore for SqlStore {
     async fn create_join_token(&self, token: JoinToken) -> Result<()> {
         if token.token.trim().is_empty() {
-            return Err(Error::Invalid("a join token cannot be empty".to_owned()));
+            return Err(Error::Invalid(
+                "a join token cannot be empty; generate a random one (for example 32 hex \
+                 characters)"
+                    .to_owned(),
+            ));
         }
         let inserted = sqlx::query(
             "INSERT INTO join_tokens (token_hash, spiffe_id, expires_at) VALUES ($1, $2, $3)",

@@ -1,0 +1,270 @@
+//! Agent configuration: YAML (`--config`) and flags, resolved once into a validated struct.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use sigil_spiffe::TrustDomain;
+
+pub const DEFAULT_SOCKET: &str = "/tmp/sigil-agent/public/api.sock";
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/sigil/agent";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid {field} {value:?}: {reason}")]
+    Invalid {
+        field: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error("missing {field}: {hint}")]
+    Missing {
+        field: &'static str,
+        hint: &'static str,
+    },
+}
+
+/// The YAML shape of `sigil agent run --config FILE`; every field mirrors a flag.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct FileConfig {
+    pub server_address: Option<String>,
+    pub trust_domain: Option<String>,
+    pub trust_bundle: Option<PathBuf>,
+    pub join_token: Option<String>,
+    pub x509pop_cert: Option<PathBuf>,
+    pub x509pop_key: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
+    pub socket_path: Option<PathBuf>,
+    pub sync_interval: Option<String>,
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let opts = serde_saphyr::options! { strict_booleans: true };
+        serde_saphyr::from_str_with_options(&text, opts).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    /// `over` (flags) wins over `self` (file).
+    pub fn merge(self, over: FileConfig) -> FileConfig {
+        FileConfig {
+            server_address: over.server_address.or(self.server_address),
+            trust_domain: over.trust_domain.or(self.trust_domain),
+            trust_bundle: over.trust_bundle.or(self.trust_bundle),
+            join_token: over.join_token.or(self.join_token),
+            x509pop_cert: over.x509pop_cert.or(self.x509pop_cert),
+            x509pop_key: over.x509pop_key.or(self.x509pop_key),
+            data_dir: over.data_dir.or(self.data_dir),
+            socket_path: over.socket_path.or(self.socket_path),
+            sync_interval: over.sync_interval.or(self.sync_interval),
+        }
+    }
+}
+
+/// How the agent proves itself to the server the first time.
+#[derive(Clone, PartialEq, Eq)]
+pub enum NodeAttestation {
+    JoinToken(String),
+    X509Pop {
+        cert: PathBuf,
+        key: PathBuf,
+    },
+    /// No method configured: only a persisted agent SVID can be used.
+    None,
+}
+
+impl std::fmt::Debug for NodeAttestation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NodeAttestation::JoinToken(_) => f.write_str("JoinToken(…)"),
+            NodeAttestation::X509Pop { cert, .. } => write!(f, "X509Pop({})", cert.display()),
+            NodeAttestation::None => f.write_str("None"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// `host:port` of the server's node API.
+    pub server_address: String,
+    pub trust_domain: TrustDomain,
+    /// PEM file of the server's trust bundle, used to verify it at bootstrap.
+    pub trust_bundle: Option<PathBuf>,
+    pub attestation: NodeAttestation,
+    pub data_dir: PathBuf,
+    pub socket_path: PathBuf,
+    /// How often the agent asks the server for changes to its entries and bundles.
+    pub sync_interval: Duration,
+}
+
+impl AgentConfig {
+    pub fn resolve(f: FileConfig) -> Result<Self, ConfigError> {
+        let server_address = f.server_address.ok_or(ConfigError::Missing {
+            field: "server_address",
+            hint: "give --server-address HOST:PORT of the server's node API (default port 8081)",
+        })?;
+        if !server_address.contains(':') {
+            return Err(ConfigError::Invalid {
+                field: "server_address",
+                value: server_address,
+                reason: "write HOST:PORT, e.g. 127.0.0.1:8081".into(),
+            });
+        }
+        let td = f.trust_domain.unwrap_or_else(|| "cluster.local".into());
+        let trust_domain = TrustDomain::new(&td).map_err(|e| ConfigError::Invalid {
+            field: "trust_domain",
+            value: td.clone(),
+            reason: e.to_string(),
+        })?;
+        let attestation = match (f.join_token, f.x509pop_cert, f.x509pop_key) {
+            (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
+                return Err(ConfigError::Invalid {
+                    field: "join_token",
+                    value: "…".into(),
+                    reason: "choose one node attestation method: a join token or x509pop".into(),
+                });
+            }
+            (Some(t), None, None) if t.trim().is_empty() => {
+                return Err(ConfigError::Invalid {
+                    field: "join_token",
+                    value: String::new(),
+                    reason: "empty; generate one with `sigil token generate`".into(),
+                });
+            }
+            (Some(t), None, None) => NodeAttestation::JoinToken(t.trim().to_owned()),
+            (None, Some(cert), Some(key)) => NodeAttestation::X509Pop { cert, key },
+            (None, Some(p), None) | (None, None, Some(p)) => {
+                return Err(ConfigError::Invalid {
+                    field: "x509pop_cert/x509pop_key",
+                    value: p.display().to_string(),
+                    reason: "x509pop needs both the certificate and its key".into(),
+                });
+            }
+            (None, None, None) => NodeAttestation::None,
+        };
+        let sync_interval = match f.sync_interval {
+            None => Duration::from_secs(1),
+            Some(s) => {
+                sigil_server::config::parse_duration(&s).map_err(|reason| ConfigError::Invalid {
+                    field: "sync_interval",
+                    value: s.clone(),
+                    reason,
+                })?
+            }
+        };
+        if sync_interval.is_zero() {
+            return Err(ConfigError::Invalid {
+                field: "sync_interval",
+                value: "0".into(),
+                reason: "must be positive".into(),
+            });
+        }
+        Ok(AgentConfig {
+            server_address,
+            trust_domain,
+            trust_bundle: f.trust_bundle,
+            attestation,
+            data_dir: f
+                .data_dir
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            socket_path: f
+                .socket_path
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET)),
+            sync_interval,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> FileConfig {
+        FileConfig {
+            server_address: Some("127.0.0.1:8081".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let c = AgentConfig::resolve(base()).unwrap();
+        assert_eq!(c.socket_path, PathBuf::from(DEFAULT_SOCKET));
+        assert_eq!(c.trust_domain.as_str(), "cluster.local");
+        assert_eq!(c.attestation, NodeAttestation::None);
+        assert_eq!(c.sync_interval, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn refusals_name_the_field() {
+        let e = AgentConfig::resolve(FileConfig::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("server_address"), "{e}");
+        let f = FileConfig {
+            server_address: Some("server".into()),
+            ..Default::default()
+        };
+        assert!(
+            AgentConfig::resolve(f)
+                .unwrap_err()
+                .to_string()
+                .contains("HOST:PORT")
+        );
+        let f = FileConfig {
+            join_token: Some("t".into()),
+            x509pop_cert: Some("c".into()),
+            ..base()
+        };
+        assert!(
+            AgentConfig::resolve(f)
+                .unwrap_err()
+                .to_string()
+                .contains("choose one")
+        );
+        let f = FileConfig {
+            x509pop_cert: Some("c".into()),
+            ..base()
+        };
+        assert!(
+            AgentConfig::resolve(f)
+                .unwrap_err()
+                .to_string()
+                .contains("both")
+        );
+        let f = FileConfig {
+            sync_interval: Some("0s".into()),
+            ..base()
+        };
+        assert!(
+            AgentConfig::resolve(f)
+                .unwrap_err()
+                .to_string()
+                .contains("positive")
+        );
+    }
+
+    #[test]
+    fn debug_hides_the_join_token() {
+        let f = FileConfig {
+            join_token: Some("secret-token".into()),
+            ..base()
+        };
+        let c = AgentConfig::resolve(f).unwrap();
+        assert!(!format!("{c:?}").contains("secret-token"));
+    }
+}

@@ -1,0 +1,342 @@
+//! Server and agent in process, real sockets: an entry for this process's uid yields an SVID
+//! over the Workload API; the agent survives server outages and restarts.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use hyper_util::rt::TokioIo;
+use sigil_agent::config::{AgentConfig, FileConfig as AgentFile};
+use sigil_proto::admin::admin_client::AdminClient;
+use sigil_proto::admin::{self as api};
+use sigil_proto::node as pb;
+use sigil_proto::workload as wl;
+use sigil_server::config::{FileConfig, ServerConfig};
+use tonic::transport::{Channel, Endpoint, Uri};
+
+fn my_uid() -> u32 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+async fn admin(sock: &Path) -> AdminClient<Channel> {
+    let p = sock.to_owned();
+    let ch = Endpoint::try_from("http://[::]:0")
+        .unwrap()
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let p = p.clone();
+            async move {
+                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(p).await?))
+            }
+        }))
+        .await
+        .unwrap();
+    AdminClient::new(ch)
+}
+
+struct Server {
+    bound: sigil_server::Bound,
+    admin: AdminClient<Channel>,
+}
+
+async fn start_server(dir: &Path, port: u16) -> Server {
+    let f = FileConfig {
+        data_dir: Some(dir.to_owned()),
+        bind_address: Some("127.0.0.1".parse().unwrap()),
+        bind_port: Some(port),
+        metrics_address: Some("off".into()),
+        ..Default::default()
+    };
+    let bound = sigil_server::build(ServerConfig::resolve(f).unwrap())
+        .await
+        .unwrap();
+    let admin = admin(&bound.admin_socket).await;
+    Server { bound, admin }
+}
+
+impl Server {
+    async fn token(&mut self) -> String {
+        let r = api::GenerateJoinTokenRequest {
+            ttl: 600,
+            spiffe_id: String::new(),
+        };
+        self.admin
+            .generate_join_token(r)
+            .await
+            .unwrap()
+            .into_inner()
+            .token
+    }
+
+    async fn bundle_file(&mut self, dir: &Path) -> PathBuf {
+        let b = self
+            .admin
+            .get_bundle(api::GetBundleRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        let certs: Vec<rustls_pki_types::CertificateDer<'_>> = b
+            .x509_authorities
+            .iter()
+            .map(|c| c.as_slice().into())
+            .collect();
+        let p = dir.join("bundle.pem");
+        std::fs::write(&p, sigil_spiffe::pem::encode_certificates(&certs)).unwrap();
+        p
+    }
+
+    async fn entry(&mut self, spiffe_id: &str, parent: &str, selector: &str, ttl: i32) -> String {
+        let (t, v) = selector.split_once(':').unwrap();
+        let e = pb::Entry {
+            spiffe_id: spiffe_id.into(),
+            parent_id: parent.into(),
+            selectors: vec![pb::Selector {
+                r#type: t.into(),
+                value: v.into(),
+            }],
+            x509_svid_ttl: ttl,
+            ..Default::default()
+        };
+        self.admin
+            .create_entry(api::CreateEntryRequest { entry: Some(e) })
+            .await
+            .unwrap()
+            .into_inner()
+            .id
+    }
+}
+
+fn agent_cfg(dir: &Path, port: u16, bundle: &Path, token: Option<String>) -> AgentConfig {
+    AgentConfig::resolve(AgentFile {
+        server_address: Some(format!("127.0.0.1:{port}")),
+        trust_bundle: Some(bundle.to_owned()),
+        join_token: token,
+        data_dir: Some(dir.join("agent")),
+        socket_path: Some(dir.join("public").join("api.sock")),
+        sync_interval: Some("1s".into()),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The first FetchX509SVID answer, or the status.
+async fn fetch(socket: &Path) -> Result<wl::X509svidResponse, tonic::Status> {
+    let mut c = sigil_agent::client::connect(socket).await.unwrap();
+    let mut s = c.fetch_x509svid(wl::X509svidRequest {}).await?.into_inner();
+    s.message()
+        .await?
+        .ok_or_else(|| tonic::Status::unknown("stream ended"))
+}
+
+async fn fetch_until<F: Fn(&Result<wl::X509svidResponse, tonic::Status>) -> bool>(
+    socket: &Path,
+    what: &str,
+    ok: F,
+) -> Result<wl::X509svidResponse, tonic::Status> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = fetch(socket).await;
+        if ok(&r) {
+            return r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: last answer {:?}",
+            r.map(|x| x.svids.len())
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn serial(resp: &wl::X509svidResponse) -> String {
+    let (_, c) = x509_parser::parse_x509_certificate(&resp.svids[0].x509_svid).unwrap();
+    c.raw_serial_as_string()
+}
+
+#[tokio::test]
+async fn workload_gets_its_svid_and_keeps_it_through_server_outage_and_agent_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut server = start_server(&dir.path().join("server"), port).await;
+    let bundle = server.bundle_file(dir.path()).await;
+    let token = server.token().await;
+    let agent = sigil_agent::build(agent_cfg(dir.path(), port, &bundle, Some(token.clone())))
+        .await
+        .unwrap();
+    let agent_id = agent.manager.agent_id().await.unwrap();
+    assert_eq!(
+        agent_id,
+        format!("spiffe://cluster.local/spire/agent/join_token/{token}")
+    );
+    let socket = agent.socket_path.clone();
+
+    // No entry yet: PermissionDenied naming the selectors the caller was attested with.
+    let e = fetch(&socket).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied);
+    assert!(
+        e.message().contains(&format!("unix:uid:{}", my_uid())),
+        "{}",
+        e.message()
+    );
+
+    let uid_sel = format!("unix:uid:{}", my_uid());
+    let entry = server
+        .entry(
+            "spiffe://cluster.local/ns/payments/sa/billing-service",
+            &agent_id,
+            &uid_sel,
+            0,
+        )
+        .await;
+    let got = fetch_until(&socket, "SVID after entry creation", |r| r.is_ok())
+        .await
+        .unwrap();
+    assert_eq!(got.svids.len(), 1);
+    assert_eq!(
+        got.svids[0].spiffe_id,
+        "spiffe://cluster.local/ns/payments/sa/billing-service"
+    );
+    assert!(!got.svids[0].bundle.is_empty());
+    let first_serial = serial(&got);
+
+    // Server down: the cached SVID is still served.
+    server.bound.shutdown().await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let during = fetch(&socket).await.unwrap();
+    assert_eq!(serial(&during), first_serial);
+
+    // Agent restart with the server still down: same identity from disk, no new token.
+    agent.shutdown().await;
+    let agent = sigil_agent::build(agent_cfg(dir.path(), port, &bundle, None))
+        .await
+        .unwrap();
+    let after_restart = fetch_until(&socket, "cached SVID after agent restart", |r| r.is_ok())
+        .await
+        .unwrap();
+    assert_eq!(serial(&after_restart), first_serial);
+
+    // Server back on the same address: the agent syncs again without a restart; deleting the
+    // entry withdraws the SVID within 2 s.
+    let mut server = start_server(&dir.path().join("server"), port).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    server
+        .admin
+        .delete_entry(api::DeleteEntryRequest { id: entry })
+        .await
+        .unwrap();
+    let t0 = Instant::now();
+    let gone = fetch_until(&socket, "withdrawal", |r| r.is_err())
+        .await
+        .unwrap_err();
+    assert!(
+        t0.elapsed() < Duration::from_secs(3),
+        "withdrawal took {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(gone.code(), tonic::Code::PermissionDenied);
+    agent.shutdown().await;
+    server.bound.shutdown().await;
+}
+
+#[tokio::test]
+async fn short_ttl_svids_rotate_on_the_open_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut server = start_server(&dir.path().join("server"), port).await;
+    let bundle = server.bundle_file(dir.path()).await;
+    let token = server.token().await;
+    let agent = sigil_agent::build(agent_cfg(dir.path(), port, &bundle, Some(token)))
+        .await
+        .unwrap();
+    let agent_id = agent.manager.agent_id().await.unwrap();
+    server
+        .entry(
+            "spiffe://cluster.local/short",
+            &agent_id,
+            &format!("unix:uid:{}", my_uid()),
+            4,
+        )
+        .await;
+    fetch_until(&agent.socket_path, "first SVID", |r| r.is_ok())
+        .await
+        .unwrap();
+    let mut c = sigil_agent::client::connect(&agent.socket_path)
+        .await
+        .unwrap();
+    let mut stream = c
+        .fetch_x509svid(wl::X509svidRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let first = stream.message().await.unwrap().unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(10), stream.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_ne!(
+        serial(&first),
+        serial(&next),
+        "the stream pushed the same SVID"
+    );
+    assert_eq!(next.svids[0].spiffe_id, "spiffe://cluster.local/short");
+    agent.shutdown().await;
+    server.bound.shutdown().await;
+}
+
+#[tokio::test]
+async fn evicted_agent_stops_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut server = start_server(&dir.path().join("server"), port).await;
+    let bundle = server.bundle_file(dir.path()).await;
+    let token = server.token().await;
+    let mut agent = sigil_agent::build(agent_cfg(dir.path(), port, &bundle, Some(token)))
+        .await
+        .unwrap();
+    let agent_id = agent.manager.agent_id().await.unwrap();
+    server
+        .admin
+        .evict_agent(api::GetAgentRequest {
+            spiffe_id: agent_id,
+        })
+        .await
+        .unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(10), agent.wait())
+        .await
+        .expect("agent kept running after eviction");
+    let e = format!("{:#}", r.unwrap_err());
+    assert!(e.contains("not attested") || e.contains("evicted"), "{e}");
+    server.bound.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_reused_token_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut server = start_server(&dir.path().join("server"), port).await;
+    let bundle = server.bundle_file(dir.path()).await;
+    let token = server.token().await;
+    let a = sigil_agent::build(agent_cfg(dir.path(), port, &bundle, Some(token.clone())))
+        .await
+        .unwrap();
+    a.shutdown().await;
+    let other = tempfile::tempdir().unwrap();
+    let e = sigil_agent::build(agent_cfg(other.path(), port, &bundle, Some(token)))
+        .await
+        .err()
+        .unwrap();
+    let e = format!("{e:#}");
+    assert!(e.contains("already used"), "{e}");
+    server.bound.shutdown().await;
+}
