@@ -31,7 +31,6 @@
 
 mod socket;
 mod stream;
-mod uds_conn;
 pub mod views;
 
 use std::future::Future;
@@ -50,7 +49,6 @@ use sigil_proto::workload::{
 use sigil_spiffe::SpiffeId;
 use tokio::net::UnixListener;
 use tokio::sync::watch;
-use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::{ReceiverStream, UnixListenerStream};
 use tonic::metadata::MetadataMap;
 use tonic::server::NamedService;
@@ -68,7 +66,6 @@ use crate::attestor::{AttestError, Caller, WorkloadAttestor};
 use crate::cache::{CacheRx, CacheState, Selector};
 use crate::jwt::{JwtError, JwtSource};
 use stream::Counters;
-use uds_conn::UdsConn;
 use views::{CallerBundles, Entitlement, View};
 
 /// The metadata key every Workload API call must carry with the value `true`.
@@ -434,9 +431,8 @@ pub fn router(api: WorkloadApi, health: &HealthReporter) -> Router {
 /// Serves the Workload API and health service on `listener` until `shutdown` resolves; then
 /// ends open streams (Unavailable) and finishes in-flight calls.
 ///
-/// Connections go through [`uds_conn`], which makes the socket usable by grpc-core based
-/// clients (py-spiffe...) that send the socket path as `:authority`; serving [`router`]
-/// yourself on a plain listener loses that.
+/// gRPC clients on Unix sockets send the socket path as `:authority`; the workspace's patched
+/// h2 (vendor/h2/SIGIL-PATCH.md) accepts that, for every server built on it.
 pub async fn serve(
     listener: UnixListener,
     api: WorkloadApi,
@@ -444,7 +440,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     let closer = api.clone();
-    let incoming = UnixListenerStream::new(listener).map(|s| s.map(UdsConn::new));
+    let incoming = UnixListenerStream::new(listener);
     router(api, health)
         .serve_with_incoming_shutdown(incoming, async move {
             shutdown.await;

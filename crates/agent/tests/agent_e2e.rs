@@ -340,3 +340,47 @@ async fn a_reused_token_is_refused_at_start() {
     assert!(e.contains("already used"), "{e}");
     server.bound.shutdown().await;
 }
+
+#[tokio::test]
+async fn server_down_longer_than_the_svid_life_is_explained_and_recovered_without_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut server = start_server(&dir.path().join("server"), port).await;
+    let bundle = server.bundle_file(dir.path()).await;
+    let token = server.token().await;
+    let agent = sigil_agent::build(agent_cfg(dir.path(), port, &bundle, Some(token)))
+        .await
+        .unwrap();
+    let agent_id = agent.manager.agent_id().await.unwrap();
+    server
+        .entry(
+            "spiffe://cluster.local/brief",
+            &agent_id,
+            &format!("unix:uid:{}", my_uid()),
+            3,
+        )
+        .await;
+    fetch_until(&agent.socket_path, "first SVID", |r| r.is_ok())
+        .await
+        .unwrap();
+
+    server.bound.shutdown().await;
+    let e = fetch_until(&agent.socket_path, "expiry while the server is down", |r| {
+        r.is_err()
+    })
+    .await
+    .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unavailable, "{}", e.message());
+    assert!(
+        e.message().contains("cannot reach the Sigil server"),
+        "{}",
+        e.message()
+    );
+
+    let _server = start_server(&dir.path().join("server"), port).await;
+    let back = fetch_until(&agent.socket_path, "recovery", |r| r.is_ok())
+        .await
+        .unwrap();
+    assert_eq!(back.svids[0].spiffe_id, "spiffe://cluster.local/brief");
+    agent.shutdown().await;
+}

@@ -107,19 +107,28 @@ fn literal(name: &str, value: &str) -> Vec<u8> {
 }
 
 #[tokio::test]
-async fn a_grpc_core_style_socket_path_authority_is_served() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+async fn socket_path_authorities_of_grpc_clients_are_served() {
     let h = Harness::start(&[Entry::mine("e1", "/w1")]).await;
-    // Exactly what grpc-core (py-spiffe) sends: the percent-encoded socket path as authority,
-    // which the h2 crate alone answers with RST_STREAM(PROTOCOL_ERROR).
-    let authority = h
-        .socket
-        .display()
-        .to_string()
-        .trim_start_matches('/')
-        .replace('/', "%2F");
+    let path = h.socket.display().to_string();
+    // grpc-core (py-spiffe) sends the percent-encoded socket path, grpc-java the raw path;
+    // upstream h2 answers both with RST_STREAM(PROTOCOL_ERROR) (see vendor/h2/SIGIL-PATCH.md).
+    let percent = path.trim_start_matches('/').replace('/', "%2F");
+    for authority in [percent, path] {
+        let served = request_with_authority(&h.socket, &authority).await;
+        use prost::Message as _;
+        let msg = sigil_proto::workload::X509svidResponse::decode(&served[5..]).unwrap();
+        assert_eq!(
+            msg.svids[0].spiffe_id, "spiffe://example.org/w1",
+            "{authority}"
+        );
+    }
+}
+
+/// Sends one FetchX509SVID by hand with this `:authority`; returns the first gRPC message.
+async fn request_with_authority(socket: &std::path::Path, authority: &str) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut block = literal(":path", "/SpiffeWorkloadAPI/FetchX509SVID");
-    block.extend(literal(":authority", &authority));
+    block.extend(literal(":authority", authority));
     block.extend([0x83, 0x86]); // :method POST, :scheme http
     block.extend(literal("content-type", "application/grpc"));
     block.extend(literal("te", "trailers"));
@@ -129,10 +138,10 @@ async fn a_grpc_core_style_socket_path_authority_is_served() {
     out.extend(frame(0x1, 0x4, 1, &block));
     out.extend(frame(0x0, 0x1, 1, &[0, 0, 0, 0, 0])); // one empty gRPC message, end of stream
 
-    let mut conn = tokio::net::UnixStream::connect(&h.socket).await.unwrap();
+    let mut conn = tokio::net::UnixStream::connect(socket).await.unwrap();
     conn.write_all(&out).await.unwrap();
     let mut buf = Vec::new();
-    let served = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+    tokio::time::timeout(std::time::Duration::from_secs(5), async {
         loop {
             let mut chunk = [0u8; 4096];
             let n = conn.read(&mut chunk).await.unwrap();
@@ -163,8 +172,5 @@ async fn a_grpc_core_style_socket_path_authority_is_served() {
         }
     })
     .await
-    .expect("a response within 5 s");
-    use prost::Message as _;
-    let msg = sigil_proto::workload::X509svidResponse::decode(&served[5..]).unwrap();
-    assert_eq!(msg.svids[0].spiffe_id, "spiffe://example.org/w1");
+    .expect("a response within 5 s")
 }

@@ -24,6 +24,7 @@ impl ServerProc {
 
     pub fn start_with(data_dir: &Path, datastore: Option<&str>, extra: &[&str]) -> ServerProc {
         let socket = data_dir.join("admin.sock");
+        std::fs::create_dir_all(data_dir).unwrap();
         let log = data_dir.join(format!("server-{}.log", unique()));
         let child = spawn_server(data_dir, datastore, extra, &log);
         let mut s = ServerProc {
@@ -113,14 +114,10 @@ pub fn spawn_server(data_dir: &Path, datastore: Option<&str>, extra: &[&str], lo
         .arg(data_dir)
         .arg("--socket-path")
         .arg(&socket)
-        .args([
-            "--bind-address",
-            "127.0.0.1",
-            "--bind-port",
-            "0",
-            "--metrics-address",
-            "off",
-        ]);
+        .args(["--bind-address", "127.0.0.1", "--metrics-address", "off"]);
+    if !extra.contains(&"--bind-port") {
+        cmd.args(["--bind-port", "0"]);
+    }
     if let Some(ds) = datastore {
         cmd.args(["--datastore", ds]);
     }
