@@ -42,12 +42,16 @@ struct Server {
 }
 
 async fn start_server(dir: &Path, port: u16) -> Server {
+    start_server_with(dir, port, FileConfig::default()).await
+}
+
+async fn start_server_with(dir: &Path, port: u16, base: FileConfig) -> Server {
     let f = FileConfig {
         data_dir: Some(dir.to_owned()),
         bind_address: Some("127.0.0.1".parse().unwrap()),
         bind_port: Some(port),
         metrics_address: Some("off".into()),
-        ..Default::default()
+        ..base
     };
     let bound = sigil_server::build(ServerConfig::resolve(f).unwrap())
         .await
@@ -383,4 +387,62 @@ async fn server_down_longer_than_the_svid_life_is_explained_and_recovered_withou
         .unwrap();
     assert_eq!(back.svids[0].spiffe_id, "spiffe://cluster.local/brief");
     agent.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_agent_renews_its_own_svid_at_half_life_and_keeps_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let short = FileConfig {
+        agent_svid_ttl: Some("4s".into()),
+        ..Default::default()
+    };
+    let mut server = start_server_with(&dir.path().join("server"), port, short).await;
+    let bundle = server.bundle_file(dir.path()).await;
+    let token = server.token().await;
+    let agent = sigil_agent::build(agent_cfg(dir.path(), port, &bundle, Some(token)))
+        .await
+        .unwrap();
+    let agent_id = agent.manager.agent_id().await.unwrap();
+    let serial_of = |a: &sigil_proto::admin::Agent| a.cert_serial.clone();
+    let req = api::GetAgentRequest {
+        spiffe_id: agent_id.clone(),
+    };
+    let first = serial_of(
+        &server
+            .admin
+            .get_agent(req.clone())
+            .await
+            .unwrap()
+            .into_inner(),
+    );
+    // Well past the first agent SVID's expiry: the agent must have renewed (and used the new
+    // SVID, which retires the old serial on the server) to get an entry created now.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    server
+        .entry(
+            "spiffe://cluster.local/late",
+            &agent_id,
+            &format!("unix:uid:{}", my_uid()),
+            0,
+        )
+        .await;
+    let got = fetch_until(&agent.socket_path, "SVID after agent renewal", |r| {
+        r.is_ok()
+    })
+    .await
+    .unwrap();
+    assert_eq!(got.svids[0].spiffe_id, "spiffe://cluster.local/late");
+    let now = serial_of(&server.admin.get_agent(req).await.unwrap().into_inner());
+    assert_ne!(first, now, "the agent SVID was never renewed");
+    let stored: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("agent").join("agent.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        stored["not_after"].as_i64().unwrap() > sigil_agent::manager::now_unix(),
+        "renewed SVID not persisted"
+    );
+    agent.shutdown().await;
+    server.bound.shutdown().await;
 }
