@@ -69,8 +69,16 @@ impl AttestError {
 
 /// Something that derives selectors for a caller from facts it can check itself.
 pub trait WorkloadAttestor: Send + Sync {
-    /// The caller's selectors. An error means the caller gets no identity at all.
+    /// The caller's selectors. An error means the caller gets no identity at all. May block
+    /// (hashing an executable): async callers run it on the blocking pool.
     fn attest(&self, caller: &Caller) -> Result<Vec<Selector>, AttestError>;
+
+    /// The same answer as [`WorkloadAttestor::attest`] when it can be had without blocking
+    /// work (for the unix attestor: small procfs reads, the executable's digest already
+    /// known); `None` otherwise, and the caller falls back to `attest` on the blocking pool.
+    fn attest_nonblocking(&self, _caller: &Caller) -> Option<Result<Vec<Selector>, AttestError>> {
+        None
+    }
 }
 
 /// Runs several attestors and unions their selectors (first-seen order, duplicates dropped).
@@ -95,17 +103,32 @@ impl CompositeAttestor {
     }
 }
 
+fn union_into(out: &mut Vec<Selector>, more: Vec<Selector>) {
+    for s in more {
+        if !out.contains(&s) {
+            out.push(s);
+        }
+    }
+}
+
 impl WorkloadAttestor for CompositeAttestor {
     fn attest(&self, caller: &Caller) -> Result<Vec<Selector>, AttestError> {
         let mut out: Vec<Selector> = Vec::new();
         for a in &self.attestors {
-            for s in a.attest(caller)? {
-                if !out.contains(&s) {
-                    out.push(s);
-                }
-            }
+            union_into(&mut out, a.attest(caller)?);
         }
         Ok(out)
+    }
+
+    fn attest_nonblocking(&self, caller: &Caller) -> Option<Result<Vec<Selector>, AttestError>> {
+        let mut out: Vec<Selector> = Vec::new();
+        for a in &self.attestors {
+            match a.attest_nonblocking(caller)? {
+                Ok(more) => union_into(&mut out, more),
+                Err(e) => return Some(Err(e)),
+            }
+        }
+        Some(Ok(out))
     }
 }
 

@@ -144,10 +144,19 @@ impl WorkloadApi {
     async fn attest<T>(&self, request: &Request<T>) -> Result<(Caller, Vec<Selector>), Status> {
         check_security_header(request.metadata())?;
         let caller = caller_of(request)?;
-        let attestor = self.attestor.clone();
-        let attested = tokio::task::spawn_blocking(move || attestor.attest(&caller))
-            .await
-            .map_err(|e| Status::internal(format!("workload attestation task failed: {e}")))?;
+        // Procfs reads are cheap and done inline; only hashing an executable not seen before
+        // goes to the blocking pool.
+        let attested = match self.attestor.attest_nonblocking(&caller) {
+            Some(r) => r,
+            None => {
+                let attestor = self.attestor.clone();
+                tokio::task::spawn_blocking(move || attestor.attest(&caller))
+                    .await
+                    .map_err(|e| {
+                        Status::internal(format!("workload attestation task failed: {e}"))
+                    })?
+            }
+        };
         match attested {
             Ok(selectors) => {
                 debug!(pid = caller.pid, ?selectors, "workload attested");

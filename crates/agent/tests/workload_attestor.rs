@@ -372,3 +372,23 @@ fn attests_this_very_process() {
             .contains("process changed while being attested")
     );
 }
+
+#[test]
+fn nonblocking_attestation_defers_to_the_blocking_path_until_the_digest_is_known() {
+    use sigil_agent::attestor::WorkloadAttestor as _;
+    let fake = FakeProc::new();
+    let p = alice(12);
+    let exe = fake.add(&p);
+    let att = fake.attestor();
+    // Not hashed yet: the inline path declines and hashes nothing.
+    assert!(att.attest_nonblocking(&caller(&p)).is_none());
+    assert_eq!(att.hashes_computed(), 0);
+    let full = att.attest(&caller(&p)).unwrap();
+    // Now known: the inline path gives exactly the same answer, without hashing again.
+    let inline = att.attest_nonblocking(&caller(&p)).unwrap().unwrap();
+    assert_eq!(inline, full);
+    assert_eq!(att.hashes_computed(), 1);
+    // Changed contents: declined again.
+    std::fs::write(&exe, b"replaced, with other contents").unwrap();
+    assert!(att.attest_nonblocking(&caller(&p)).is_none());
+}

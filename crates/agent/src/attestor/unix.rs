@@ -25,8 +25,8 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 use tracing::{debug, warn};
@@ -42,7 +42,7 @@ const HASH_CACHE_CAPACITY: usize = 1024;
 
 const DELETED_SUFFIX: &str = " (deleted)";
 
-/// What identifies an executable's contents without reading it again.
+/// What identifies a file's contents without reading it again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct ExeKey {
     dev: u64,
@@ -73,6 +73,7 @@ pub struct UnixAttestor {
     group: PathBuf,
     max_hash_bytes: u64,
     hashes: Mutex<HashMap<ExeKey, String>>,
+    names: NameFiles,
     hashes_computed: AtomicU64,
     after_first_stat: Option<Hook>,
 }
@@ -113,6 +114,7 @@ impl UnixAttestor {
             group: group.into(),
             max_hash_bytes: DEFAULT_MAX_HASH_BYTES,
             hashes: Mutex::new(HashMap::new()),
+            names: NameFiles::default(),
             hashes_computed: AtomicU64::new(0),
             after_first_stat: None,
         }
@@ -157,11 +159,18 @@ impl UnixAttestor {
     }
 
     /// `path:` and `sha256:` selectors for the process's executable.
-    fn exe_selectors(&self, pid: i32, out: &mut Vec<Selector>) -> Result<(), AttestError> {
+    /// Adds `unix:path` and `unix:sha256`. With `may_hash` false, returns `Ok(false)` instead
+    /// of reading an executable whose digest is not cached.
+    fn exe_selectors(
+        &self,
+        pid: i32,
+        out: &mut Vec<Selector>,
+        may_hash: bool,
+    ) -> Result<bool, AttestError> {
         let link = self.pid_dir(pid).join("exe");
         let target = match std::fs::read_link(&link) {
             Ok(t) => t,
-            Err(e) => return exe_unreadable(pid, &link, e),
+            Err(e) => return exe_unreadable(pid, &link, e).map(|()| true),
         };
         let target = target.to_string_lossy().into_owned();
         if target.ends_with(DELETED_SUFFIX) {
@@ -171,17 +180,19 @@ impl UnixAttestor {
                 "workload's executable was deleted after it started; no unix:path or unix:sha256 \
                  selector"
             );
-            return Ok(());
+            return Ok(true);
         }
         out.push(Selector::new("unix", format!("path:{target}")));
         match File::open(&link) {
-            Ok(file) => {
-                if let Some(hex) = self.sha256_of(pid, file, &link)? {
+            Ok(file) => match self.sha256_of(pid, file, &link, may_hash)? {
+                ExeDigest::Known(hex) => {
                     out.push(Selector::new("unix", format!("sha256:{hex}")));
+                    Ok(true)
                 }
-                Ok(())
-            }
-            Err(e) => exe_unreadable(pid, &link, e),
+                ExeDigest::Skipped => Ok(true),
+                ExeDigest::NotCached => Ok(false),
+            },
+            Err(e) => exe_unreadable(pid, &link, e).map(|()| true),
         }
     }
 
@@ -191,7 +202,8 @@ impl UnixAttestor {
         pid: i32,
         mut file: File,
         link: &Path,
-    ) -> Result<Option<String>, AttestError> {
+        may_hash: bool,
+    ) -> Result<ExeDigest, AttestError> {
         let io_err = |source| AttestError::Io {
             path: link.to_owned(),
             source,
@@ -204,11 +216,14 @@ impl UnixAttestor {
                 cap = self.max_hash_bytes,
                 "workload's executable is larger than the hashing cap; no unix:sha256 selector"
             );
-            return Ok(None);
+            return Ok(ExeDigest::Skipped);
         }
         let key = ExeKey::of(&meta);
         if let Some(hex) = self.cache().get(&key) {
-            return Ok(Some(hex.clone()));
+            return Ok(ExeDigest::Known(hex.clone()));
+        }
+        if !may_hash {
+            return Ok(ExeDigest::NotCached);
         }
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; 64 * 1024];
@@ -224,7 +239,7 @@ impl UnixAttestor {
                     pid,
                     "workload's executable grew past the hashing cap while being read"
                 );
-                return Ok(None);
+                return Ok(ExeDigest::Skipped);
             }
             hasher.update(&buf[..n]);
         }
@@ -244,7 +259,7 @@ impl UnixAttestor {
                 "executable changed while being hashed; digest not cached"
             );
         }
-        Ok(Some(hex))
+        Ok(ExeDigest::Known(hex))
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<ExeKey, String>> {
@@ -256,6 +271,23 @@ impl UnixAttestor {
 
 impl WorkloadAttestor for UnixAttestor {
     fn attest(&self, caller: &Caller) -> Result<Vec<Selector>, AttestError> {
+        // With hashing allowed the procedure always completes.
+        self.run(caller, true)?
+            .ok_or_else(|| AttestError::Malformed {
+                path: self.pid_dir(caller.pid),
+                detail: "attestation stopped before hashing the executable".into(),
+            })
+    }
+
+    fn attest_nonblocking(&self, caller: &Caller) -> Option<Result<Vec<Selector>, AttestError>> {
+        self.run(caller, false).transpose()
+    }
+}
+
+impl UnixAttestor {
+    /// The whole procedure; `Ok(None)` when `may_hash` is false and the executable's digest is
+    /// not cached yet.
+    fn run(&self, caller: &Caller, may_hash: bool) -> Result<Option<Vec<Selector>>, AttestError> {
         let pid = caller.pid;
         if pid <= 0 {
             return Err(AttestError::NoPid);
@@ -277,8 +309,8 @@ impl WorkloadAttestor for UnixAttestor {
             });
         }
 
-        let users = read_names(&self.passwd, 2);
-        let groups = read_names(&self.group, 2);
+        let users = self.names.get(&self.passwd);
+        let groups = self.names.get(&self.group);
         let mut out = Vec::new();
         out.push(Selector::new("unix", format!("uid:{}", caller.uid)));
         if let Some(name) = users.get(&caller.uid) {
@@ -296,7 +328,9 @@ impl WorkloadAttestor for UnixAttestor {
                 out.push(Selector::new("unix", format!("supplementary_group:{name}")));
             }
         }
-        self.exe_selectors(pid, &mut out)?;
+        if !self.exe_selectors(pid, &mut out, may_hash)? {
+            return Ok(None);
+        }
 
         let now = self.start_time(pid)?;
         if now != started {
@@ -307,7 +341,40 @@ impl WorkloadAttestor for UnixAttestor {
                 ),
             });
         }
-        Ok(out)
+        Ok(Some(out))
+    }
+}
+
+/// The outcome of looking for an executable's digest.
+enum ExeDigest {
+    Known(String),
+    /// Too large to hash (logged): no `unix:sha256` selector.
+    Skipped,
+    /// Not cached and hashing was not allowed.
+    NotCached,
+}
+
+/// Parsed passwd/group files, re-read only when their (inode, mtime, size) changes.
+#[derive(Default)]
+struct NameFiles {
+    parsed: Mutex<HashMap<PathBuf, (ExeKey, Arc<HashMap<u32, String>>)>>,
+}
+
+impl NameFiles {
+    fn get(&self, path: &Path) -> Arc<HashMap<u32, String>> {
+        let Ok(meta) = std::fs::metadata(path) else {
+            return Arc::new(read_names(path, 2));
+        };
+        let key = ExeKey::of(&meta);
+        let mut parsed = self.parsed.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((k, names)) = parsed.get(path)
+            && *k == key
+        {
+            return names.clone();
+        }
+        let names = Arc::new(read_names(path, 2));
+        parsed.insert(path.to_owned(), (key, names.clone()));
+        names
     }
 }
 
