@@ -354,14 +354,17 @@ enum ExeDigest {
     NotCached,
 }
 
+/// id → name, from a passwd- or group-format file.
+type Names = Arc<HashMap<u32, String>>;
+
 /// Parsed passwd/group files, re-read only when their (inode, mtime, size) changes.
 #[derive(Default)]
 struct NameFiles {
-    parsed: Mutex<HashMap<PathBuf, (ExeKey, Arc<HashMap<u32, String>>)>>,
+    parsed: Mutex<HashMap<PathBuf, (ExeKey, Names)>>,
 }
 
 impl NameFiles {
-    fn get(&self, path: &Path) -> Arc<HashMap<u32, String>> {
+    fn get(&self, path: &Path) -> Names {
         let Ok(meta) = std::fs::metadata(path) else {
             return Arc::new(read_names(path, 2));
         };
