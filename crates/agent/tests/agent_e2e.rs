@@ -125,6 +125,32 @@ fn agent_cfg(dir: &Path, port: u16, bundle: &Path, token: Option<String>) -> Age
     .unwrap()
 }
 
+/// A server on a free port with its bundle written out and one join token.
+struct Setup {
+    dir: tempfile::TempDir,
+    port: u16,
+    server: Server,
+    bundle: PathBuf,
+    token: String,
+}
+
+impl Setup {
+    async fn new(server_cfg: FileConfig) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut server = start_server_with(&dir.path().join("server"), port, server_cfg).await;
+        let bundle = server.bundle_file(dir.path()).await;
+        let token = server.token().await;
+        Setup {
+            dir,
+            port,
+            server,
+            bundle,
+            token,
+        }
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -169,11 +195,13 @@ fn serial(resp: &wl::X509svidResponse) -> String {
 
 #[tokio::test]
 async fn workload_gets_its_svid_and_keeps_it_through_server_outage_and_agent_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut server = start_server(&dir.path().join("server"), port).await;
-    let bundle = server.bundle_file(dir.path()).await;
-    let token = server.token().await;
+    let Setup {
+        dir,
+        port,
+        mut server,
+        bundle,
+        token,
+    } = Setup::new(FileConfig::default()).await;
     let agent = sigil_agent::build(agent_cfg(dir.path(), port, &bundle, Some(token.clone())))
         .await
         .unwrap();
@@ -254,11 +282,13 @@ async fn workload_gets_its_svid_and_keeps_it_through_server_outage_and_agent_res
 
 #[tokio::test]
 async fn short_ttl_svids_rotate_on_the_open_stream() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut server = start_server(&dir.path().join("server"), port).await;
-    let bundle = server.bundle_file(dir.path()).await;
-    let token = server.token().await;
+    let Setup {
+        dir,
+        port,
+        mut server,
+        bundle,
+        token,
+    } = Setup::new(FileConfig::default()).await;
     let agent = sigil_agent::build(agent_cfg(dir.path(), port, &bundle, Some(token)))
         .await
         .unwrap();
@@ -300,11 +330,13 @@ async fn short_ttl_svids_rotate_on_the_open_stream() {
 
 #[tokio::test]
 async fn evicted_agent_stops_with_a_clear_message() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut server = start_server(&dir.path().join("server"), port).await;
-    let bundle = server.bundle_file(dir.path()).await;
-    let token = server.token().await;
+    let Setup {
+        dir,
+        port,
+        mut server,
+        bundle,
+        token,
+    } = Setup::new(FileConfig::default()).await;
     let mut agent = sigil_agent::build(agent_cfg(dir.path(), port, &bundle, Some(token)))
         .await
         .unwrap();
@@ -326,11 +358,13 @@ async fn evicted_agent_stops_with_a_clear_message() {
 
 #[tokio::test]
 async fn a_reused_token_is_refused_at_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut server = start_server(&dir.path().join("server"), port).await;
-    let bundle = server.bundle_file(dir.path()).await;
-    let token = server.token().await;
+    let Setup {
+        dir,
+        port,
+        server,
+        bundle,
+        token,
+    } = Setup::new(FileConfig::default()).await;
     let a = sigil_agent::build(agent_cfg(dir.path(), port, &bundle, Some(token.clone())))
         .await
         .unwrap();
@@ -347,11 +381,13 @@ async fn a_reused_token_is_refused_at_start() {
 
 #[tokio::test]
 async fn server_down_longer_than_the_svid_life_is_explained_and_recovered_without_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut server = start_server(&dir.path().join("server"), port).await;
-    let bundle = server.bundle_file(dir.path()).await;
-    let token = server.token().await;
+    let Setup {
+        dir,
+        port,
+        mut server,
+        bundle,
+        token,
+    } = Setup::new(FileConfig::default()).await;
     let agent = sigil_agent::build(agent_cfg(dir.path(), port, &bundle, Some(token)))
         .await
         .unwrap();
@@ -391,15 +427,17 @@ async fn server_down_longer_than_the_svid_life_is_explained_and_recovered_withou
 
 #[tokio::test]
 async fn the_agent_renews_its_own_svid_at_half_life_and_keeps_working() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
     let short = FileConfig {
         agent_svid_ttl: Some("4s".into()),
         ..Default::default()
     };
-    let mut server = start_server_with(&dir.path().join("server"), port, short).await;
-    let bundle = server.bundle_file(dir.path()).await;
-    let token = server.token().await;
+    let Setup {
+        dir,
+        port,
+        mut server,
+        bundle,
+        token,
+    } = Setup::new(short).await;
     let agent = sigil_agent::build(agent_cfg(dir.path(), port, &bundle, Some(token)))
         .await
         .unwrap();
