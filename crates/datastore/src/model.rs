@@ -218,8 +218,9 @@ pub struct ListAgentsFilter {
     pub by_expires_before: Option<i64>,
 }
 
-/// A join token: a one-time secret an agent presents to attest.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A join token: a one-time secret an agent presents to attest. Not serializable and redacted
+/// in Debug, so it cannot reach a log or a JSON dump by accident.
+#[derive(Clone, PartialEq, Eq)]
 pub struct JoinToken {
     pub token: String,
     /// An extra ID the agent is aliased to (SPIRE's `-spiffeID`).
