@@ -18,8 +18,6 @@
 //! puts on the wire; RFC 7519 allows both and validators must accept both. ES signatures are
 //! the raw `r || s` of RFC 7518 §3.4. Key IDs are 32 random alphanumerics, like SPIRE's.
 
-use std::fs::DirBuilder;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,9 +29,11 @@ use sigil_spiffe::{SpiffeId, TrustDomain};
 use time::OffsetDateTime;
 
 use crate::error::CaError;
-use crate::files;
 use crate::keys::{KeyType, PrivateKey};
-use crate::rotation::{Action, CaStatus, activate_threshold, prepare_threshold};
+use crate::lifecycle::{self, KeyJournal, Rotor};
+use crate::manager::CaEvent;
+use crate::rotation::{Action, CaStatus};
+use crate::slots::{self, RotatingKey, rotating_key_fields};
 use crate::template::DEFAULT_CA_TTL;
 
 /// The JWT journal format version written by this crate.
@@ -180,103 +180,77 @@ impl JwtJournal {
     /// Structural checks: known version, unique key IDs, at most one active and one prepared
     /// key, `notBefore < notAfter`, public keys readable.
     pub fn validate(&self) -> Result<(), CaError> {
-        let bad = |m: String| Err(CaError::JournalMalformed(format!("JWT key journal: {m}")));
-        if self.version != JWT_JOURNAL_VERSION {
-            return bad(format!(
-                "version {} is not supported (this server reads version {JWT_JOURNAL_VERSION})",
-                self.version
-            ));
-        }
-        for (i, k) in self.keys.iter().enumerate() {
-            if k.kid.is_empty() || self.keys[..i].iter().any(|o| o.kid == k.kid) {
-                return bad(format!("key ID {:?} is empty or appears twice", k.kid));
-            }
-            if k.not_before >= k.not_after {
-                return bad(format!("key {} has notBefore >= notAfter", k.kid));
-            }
+        slots::validate(self.version, JWT_JOURNAL_VERSION, &self.keys)
+            .map_err(|m| CaError::JournalMalformed(format!("JWT key journal: {m}")))?;
+        for k in &self.keys {
             sigil_spiffe::PublicKey::from_spki_der(&k.spki_der()?)
                 .map_err(|e| CaError::JournalMalformed(format!("JWT key {}: {e}", k.kid)))?;
-        }
-        for status in [CaStatus::Active, CaStatus::Prepared] {
-            let n = self.keys.iter().filter(|k| k.status == status).count();
-            if n > 1 {
-                return bad(format!(
-                    "{n} keys are {}; at most one may be",
-                    status.as_str()
-                ));
-            }
         }
         Ok(())
     }
 
     pub fn active(&self) -> Option<&JwtKeyEntry> {
-        self.keys.iter().find(|k| k.status == CaStatus::Active)
+        slots::with_status(&self.keys, CaStatus::Active)
     }
 
     pub fn prepared(&self) -> Option<&JwtKeyEntry> {
-        self.keys.iter().find(|k| k.status == CaStatus::Prepared)
+        slots::with_status(&self.keys, CaStatus::Prepared)
     }
 
     pub fn get(&self, kid: &str) -> Option<&JwtKeyEntry> {
-        self.keys.iter().find(|k| k.kid == kid)
+        slots::get(&self.keys, kid)
     }
 }
 
-/// The next rotation step at `now` (same priorities as [`crate::rotation::plan`]): prune
-/// expired non-active keys; activate the prepared key when due or when nothing usable is
-/// active; prepare when due or when there is nothing to activate.
-pub fn plan(journal: &JwtJournal, now: OffsetDateTime) -> Action {
-    let expired: Vec<String> = journal
-        .keys
-        .iter()
-        .filter(|k| k.status != CaStatus::Active && k.not_after <= now)
-        .map(|k| k.kid.clone())
-        .collect();
-    if !expired.is_empty() {
-        return Action::Prune(expired);
+impl KeyJournal for JwtJournal {
+    type Entry = JwtKeyEntry;
+
+    fn trust_domain(&self) -> &str {
+        &self.trust_domain
     }
-    let prepared = journal.prepared();
-    let ready = prepared.filter(|p| p.not_before <= now);
-    match journal.active() {
-        Some(a) if a.not_after > now => {
-            if now >= activate_threshold(a.not_before, a.not_after)
-                && let Some(p) = ready
-            {
-                return Action::Activate(p.kid.clone());
-            }
-            if now >= prepare_threshold(a.not_before, a.not_after) && prepared.is_none() {
-                return Action::Prepare;
-            }
-            Action::None
+
+    fn entries(&self) -> &[JwtKeyEntry] {
+        &self.keys
+    }
+
+    fn entries_mut(&mut self) -> &mut Vec<JwtKeyEntry> {
+        &mut self.keys
+    }
+
+    fn validate(&self) -> Result<(), CaError> {
+        JwtJournal::validate(self)
+    }
+
+    /// A pruned key ID stays listed until the server confirms it left the bundle.
+    fn retire(&mut self, kid: &str) {
+        self.retired.push(kid.to_owned());
+    }
+}
+
+impl RotatingKey for JwtKeyEntry {
+    const NOUN: &'static str = "key";
+    const PLURAL: &'static str = "keys";
+
+    rotating_key_fields!(kid);
+
+    fn lost_key_hint(&self) -> &'static str {
+        match self.status {
+            CaStatus::Prepared => PREPARED_KEY_HINT,
+            _ => ACTIVE_KEY_HINT,
         }
-        _ => match (prepared, ready) {
-            (_, Some(p)) => Action::Activate(p.kid.clone()),
-            (None, None) => Action::Prepare,
-            (Some(_), None) => Action::None,
-        },
     }
+}
+
+/// The next rotation step at `now` (the same as [`crate::rotation::plan`]): prune expired
+/// non-active keys; activate the prepared key when due or when nothing usable is active;
+/// prepare when due or when there is nothing to activate.
+pub fn plan(journal: &JwtJournal, now: OffsetDateTime) -> Action {
+    slots::plan(&journal.keys, now)
 }
 
 /// When [`plan`] will next return something other than [`Action::None`], if ever.
 pub fn next_deadline(journal: &JwtJournal) -> Option<OffsetDateTime> {
-    let mut times: Vec<OffsetDateTime> = journal
-        .keys
-        .iter()
-        .filter(|k| k.status != CaStatus::Active)
-        .map(|k| k.not_after)
-        .collect();
-    match (journal.active(), journal.prepared()) {
-        (Some(a), Some(p)) => {
-            times.push(activate_threshold(a.not_before, a.not_after).max(p.not_before))
-        }
-        (Some(a), None) => times.push(prepare_threshold(a.not_before, a.not_after)),
-        (None, Some(p)) => times.push(p.not_before),
-        (None, None) => return Some(OffsetDateTime::UNIX_EPOCH),
-    }
-    if let Some(a) = journal.active() {
-        times.push(a.not_after);
-    }
-    times.into_iter().min()
+    slots::next_deadline(&journal.keys)
 }
 
 /// Something that happened to the JWT keys during a tick.
@@ -466,16 +440,25 @@ const PREPARED_KEY_HINT: &str = "Restore the key file from a backup, or delete t
 const ACTIVE_KEY_HINT: &str = "Restore the key file from a backup, or remove this server's JWT \
      key journal to start new JWT keys (JWT-SVIDs signed by the lost key stop validating)";
 
+impl From<CaEvent> for JwtKeyEvent {
+    fn from(event: CaEvent) -> Self {
+        match event {
+            CaEvent::Prepared { id, not_after } => JwtKeyEvent::Prepared { kid: id, not_after },
+            CaEvent::Activated { id, previous } => JwtKeyEvent::Activated { kid: id, previous },
+            CaEvent::Pruned { id, key_file_error } => JwtKeyEvent::Pruned {
+                kid: id,
+                key_file_error,
+            },
+        }
+    }
+}
+
 /// Owns the JWT signing keys of one server.
 #[derive(Debug)]
 pub struct JwtKeyManager {
     config: JwtKeyConfig,
     alg: JwtAlg,
-    journal: JwtJournal,
-    active: Option<Arc<JwtSigningKey>>,
-    prepared: Option<Arc<JwtSigningKey>>,
-    /// Events applied by a tick that then failed; reported by the next successful tick.
-    pending: Vec<JwtKeyEvent>,
+    rotor: Rotor<JwtJournal, JwtSigningKey>,
 }
 
 impl JwtKeyManager {
@@ -494,64 +477,16 @@ impl JwtKeyManager {
             return Err(CaError::ZeroCaTtl);
         }
         let alg = JwtAlg::for_key_type(config.key_type)?;
-        DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&config.key_dir)
-            .map_err(|source| CaError::FileWrite {
-                path: config.key_dir.clone(),
-                source,
-            })?;
-        let fresh = journal.is_none();
-        let journal = journal.unwrap_or_else(|| JwtJournal::new(&config.trust_domain));
-        journal.validate()?;
-        if journal.trust_domain != config.trust_domain.as_str() {
-            return Err(CaError::JournalTrustDomainMismatch {
-                journal: journal.trust_domain.clone(),
-                configured: config.trust_domain.to_string(),
-            });
-        }
-        let mut m = JwtKeyManager {
-            config,
-            alg,
+        let (rotor, fresh) = Rotor::open(
+            &config.key_dir,
+            &config.trust_domain,
             journal,
-            active: None,
-            prepared: None,
-            pending: Vec::new(),
-        };
-        m.active = m.journal.active().map(|e| m.load(e)).transpose()?;
-        m.prepared = m.journal.prepared().map(|e| m.load(e)).transpose()?;
+            || JwtJournal::new(&config.trust_domain),
+            |e| load(&config, e),
+        )?;
+        let mut m = JwtKeyManager { config, alg, rotor };
         let change = if fresh { m.tick(now)? } else { None };
         Ok((m, change))
-    }
-
-    fn key_path(&self, key_file: &Path) -> PathBuf {
-        self.config.key_dir.join(key_file)
-    }
-
-    fn load(&self, entry: &JwtKeyEntry) -> Result<Arc<JwtSigningKey>, CaError> {
-        let path = self.key_path(&entry.key_file);
-        let wrap = |source: CaError| CaError::JournalKey {
-            id: entry.kid.clone(),
-            status: entry.status.as_str(),
-            hint: match entry.status {
-                CaStatus::Prepared => PREPARED_KEY_HINT,
-                _ => ACTIVE_KEY_HINT,
-            },
-            source: Box::new(source),
-        };
-        let key = files::read_key_file(&path).map_err(wrap)?;
-        if key.public_key_spki_der() != entry.spki_der()? || key.key_type() != entry.key_type {
-            return Err(wrap(CaError::KeyMismatch { path }));
-        }
-        Ok(Arc::new(JwtSigningKey {
-            kid: entry.kid.clone(),
-            alg: JwtAlg::for_key_type(entry.key_type).map_err(wrap)?,
-            trust_domain: self.config.trust_domain.clone(),
-            key,
-            not_before: entry.not_before,
-            not_after: entry.not_after,
-        }))
     }
 
     /// Applies every rotation step due at `now`. Returns the change to persist, if any.
@@ -559,103 +494,19 @@ impl JwtKeyManager {
     /// On error (a key file cannot be written), steps already applied stay applied and are
     /// reported by the next successful tick; the in-memory journal is always consistent.
     pub fn tick(&mut self, now: OffsetDateTime) -> Result<Option<JwtJournalChange>, CaError> {
-        // Each step strictly reduces the work left; the bound only guards against a bug.
-        for _ in 0..8 {
-            match plan(&self.journal, now) {
-                Action::None => break,
-                Action::Prune(kids) => {
-                    let (gone, kept) = std::mem::take(&mut self.journal.keys)
-                        .into_iter()
-                        .partition::<Vec<_>, _>(|k| kids.contains(&k.kid));
-                    self.journal.keys = kept;
-                    for entry in gone {
-                        if self.prepared.as_ref().is_some_and(|p| p.kid == entry.kid) {
-                            self.prepared = None;
-                        }
-                        let key_file_error =
-                            files::remove_key_file(&self.key_path(&entry.key_file))
-                                .err()
-                                .map(|e| e.to_string());
-                        self.journal.retired.push(entry.kid.clone());
-                        self.pending.push(JwtKeyEvent::Pruned {
-                            kid: entry.kid,
-                            key_file_error,
-                        });
-                    }
-                }
-                Action::Activate(kid) => {
-                    let mut previous = None;
-                    for k in &mut self.journal.keys {
-                        if k.status == CaStatus::Active {
-                            k.status = CaStatus::Old;
-                            previous = Some(k.kid.clone());
-                        } else if k.kid == kid {
-                            k.status = CaStatus::Active;
-                            k.activated_at = Some(now);
-                        }
-                    }
-                    self.active = self.prepared.take();
-                    self.pending.push(JwtKeyEvent::Activated { kid, previous });
-                }
-                Action::Prepare => {
-                    let (entry, key) = self.prepare(now)?;
-                    self.pending.push(JwtKeyEvent::Prepared {
-                        kid: entry.kid.clone(),
-                        not_after: entry.not_after,
-                    });
-                    self.journal.keys.push(entry);
-                    self.prepared = Some(Arc::new(key));
-                }
-            }
-        }
-        if self.pending.is_empty() {
+        let (config, alg) = (&self.config, self.alg);
+        let steps = self.rotor.tick(now, |_| prepare(config, alg, now))?;
+        if steps.is_empty() {
             return Ok(None);
         }
         Ok(Some(JwtJournalChange {
-            events: std::mem::take(&mut self.pending),
+            events: steps.into_iter().map(JwtKeyEvent::from).collect(),
         }))
-    }
-
-    /// Creates the next key and its 0600 file. The journal is not touched.
-    fn prepare(&self, now: OffsetDateTime) -> Result<(JwtKeyEntry, JwtSigningKey), CaError> {
-        let key = PrivateKey::generate(self.config.key_type)?;
-        let kid = new_kid()?;
-        let key_file = PathBuf::from(format!("jwt-{kid}.key"));
-        files::write_key_file(&self.key_path(&key_file), &key)?;
-        let not_after = now + self.config.key_ttl;
-        let entry = JwtKeyEntry {
-            kid: kid.clone(),
-            status: CaStatus::Prepared,
-            key_type: self.config.key_type,
-            key_file,
-            public_key: sigil_spiffe::pem::encode_block("PUBLIC KEY", &key.public_key_spki_der()),
-            not_before: now,
-            not_after,
-            prepared_at: now,
-            activated_at: None,
-        };
-        let signing = JwtSigningKey {
-            kid,
-            alg: self.alg,
-            trust_domain: self.config.trust_domain.clone(),
-            key,
-            not_before: now,
-            not_after,
-        };
-        Ok((entry, signing))
     }
 
     /// The keys to publish at `now`: active, prepared, and old keys not yet expired.
     pub fn public_keys(&self, now: OffsetDateTime) -> Vec<JwtPublicKey> {
-        let mut ordered: Vec<&JwtKeyEntry> = self.journal.active().into_iter().collect();
-        ordered.extend(self.journal.prepared());
-        ordered.extend(
-            self.journal
-                .keys
-                .iter()
-                .filter(|k| k.status == CaStatus::Old && k.not_after > now),
-        );
-        ordered
+        slots::published(&self.rotor.journal.keys, now)
             .into_iter()
             .filter_map(|k| {
                 // Every entry passed `validate`, so both conversions succeed.
@@ -677,7 +528,8 @@ impl JwtKeyManager {
         ttl: Duration,
         now: OffsetDateTime,
     ) -> Result<JwtSvid, CaError> {
-        self.active
+        self.rotor
+            .active
             .as_deref()
             .ok_or(CaError::NoActiveCa)?
             .sign_jwt_svid(sub, audience, ttl, now)
@@ -685,35 +537,83 @@ impl JwtKeyManager {
 
     /// The active key, to sign without holding a lock on the manager.
     pub fn active(&self) -> Option<Arc<JwtSigningKey>> {
-        self.active.clone()
+        self.rotor.active.clone()
     }
 
     /// Key IDs pruned but not yet confirmed gone from the published bundle.
     pub fn retired(&self) -> &[String] {
-        &self.journal.retired
+        &self.rotor.journal.retired
     }
 
     /// Drops `kids` from [`JwtJournal::retired`] once they left the bundle. True when the
     /// journal changed (persist it).
     pub fn forget_retired(&mut self, kids: &[String]) -> bool {
-        let before = self.journal.retired.len();
-        self.journal.retired.retain(|k| !kids.contains(k));
-        self.journal.retired.len() != before
+        let before = self.rotor.journal.retired.len();
+        self.rotor.journal.retired.retain(|k| !kids.contains(k));
+        self.rotor.journal.retired.len() != before
     }
 
     /// When [`JwtKeyManager::tick`] next has work.
     pub fn next_deadline(&self) -> Option<OffsetDateTime> {
-        next_deadline(&self.journal)
+        next_deadline(&self.rotor.journal)
     }
 
     /// The journal to persist.
     pub fn journal(&self) -> &JwtJournal {
-        &self.journal
+        &self.rotor.journal
     }
 
     pub fn config(&self) -> &JwtKeyConfig {
         &self.config
     }
+}
+
+/// Loads a journal entry's key and checks it against the entry's public key.
+fn load(config: &JwtKeyConfig, entry: &JwtKeyEntry) -> Result<JwtSigningKey, CaError> {
+    let key = lifecycle::read_entry_key(&config.key_dir, entry, |key| {
+        Ok(key.public_key_spki_der() == entry.spki_der()?)
+    })?;
+    Ok(JwtSigningKey {
+        kid: entry.kid.clone(),
+        alg: JwtAlg::for_key_type(entry.key_type).map_err(|e| lifecycle::key_error(entry, e))?,
+        trust_domain: config.trust_domain.clone(),
+        key,
+        not_before: entry.not_before,
+        not_after: entry.not_after,
+    })
+}
+
+/// Creates the next key and its 0600 file. The journal is not touched.
+fn prepare(
+    config: &JwtKeyConfig,
+    alg: JwtAlg,
+    now: OffsetDateTime,
+) -> Result<(JwtKeyEntry, JwtSigningKey), CaError> {
+    let key = PrivateKey::generate(config.key_type)?;
+    let kid = new_kid()?;
+    let key_file = PathBuf::from(format!("jwt-{kid}.key"));
+    lifecycle::write_key(&config.key_dir, &key_file, &key)?;
+    let not_after = now + config.key_ttl;
+    let entry = JwtKeyEntry {
+        kid: kid.clone(),
+        status: CaStatus::Prepared,
+        key_type: config.key_type,
+        key_file,
+        public_key: sigil_spiffe::pem::encode_block("PUBLIC KEY", &key.public_key_spki_der()),
+        not_before: now,
+        not_after,
+        prepared_at: now,
+        activated_at: None,
+    };
+    let signing = JwtSigningKey {
+        kid,
+        alg,
+        trust_domain: config.trust_domain.clone(),
+        key,
+        not_before: now,
+        not_after,
+    };
+    Ok((entry, signing))
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use sigil_spiffe::{Bundle, JwtAuthority};
 use time::Duration as TD;
 
 use super::*;
+use crate::files;
 use crate::testutil::{T0, hours, id, td};
 
 fn config(dir: &Path) -> JwtKeyConfig {
@@ -330,7 +331,10 @@ fn malformed_journals_are_refused() {
     two_active.keys.push(second);
     let mut bad_key = good.clone();
     bad_key.keys[0].public_key = "not pem".into();
+    let mut empty_kid = good.clone();
+    empty_kid.keys[0].kid = String::new();
     for (name, j) in [
+        ("empty kid", empty_kid),
         ("duplicate kid", dup),
         ("version", version),
         ("two active", two_active),

@@ -5,9 +5,7 @@
 //! (for example at [`CaManager::next_deadline`]) and persists [`CaManager::journal`] whenever
 //! a tick reports a change.
 
-use std::fs::DirBuilder;
-use std::os::unix::fs::DirBuilderExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,9 +15,9 @@ use time::OffsetDateTime;
 
 use crate::authority::{IssuedCert, SvidRequest, X509Authority};
 use crate::error::CaError;
-use crate::files;
 use crate::keys::{KeyType, PrivateKey};
-use crate::rotation::{self, Action, CaStatus, Journal, JournalEntry};
+use crate::lifecycle::{self, Rotor};
+use crate::rotation::{self, CaStatus, Journal, JournalEntry};
 use crate::signer::Signer;
 use crate::template::{CaSubject, DEFAULT_CA_TTL};
 use crate::upstream::{UpstreamCa, UpstreamFiles};
@@ -103,11 +101,7 @@ impl JournalChange {
 #[derive(Debug)]
 pub struct CaManager {
     config: CaConfig,
-    journal: Journal,
-    active: Option<Arc<X509Authority>>,
-    prepared: Option<Arc<X509Authority>>,
-    /// Events applied by a tick that then failed; reported by the next successful tick.
-    pending: Vec<CaEvent>,
+    rotor: Rotor<Journal, X509Authority>,
 }
 
 impl CaManager {
@@ -125,81 +119,16 @@ impl CaManager {
         if config.ca_ttl.is_zero() {
             return Err(CaError::ZeroCaTtl);
         }
-        DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&config.key_dir)
-            .map_err(|source| CaError::FileWrite {
-                path: config.key_dir.clone(),
-                source,
-            })?;
-        let fresh = journal.is_none();
-        let journal = journal.unwrap_or_else(|| Journal::new(&config.trust_domain));
-        journal.validate()?;
-        if journal.trust_domain != config.trust_domain.as_str() {
-            return Err(CaError::JournalTrustDomainMismatch {
-                journal: journal.trust_domain.clone(),
-                configured: config.trust_domain.to_string(),
-            });
-        }
-        let mut manager = CaManager {
-            config,
+        let (rotor, fresh) = Rotor::open(
+            &config.key_dir,
+            &config.trust_domain,
             journal,
-            active: None,
-            prepared: None,
-            pending: Vec::new(),
-        };
-        manager.active = manager
-            .journal
-            .active()
-            .map(|e| manager.load_entry(e))
-            .transpose()?;
-        manager.prepared = manager
-            .journal
-            .prepared()
-            .map(|e| manager.load_entry(e))
-            .transpose()?;
+            || Journal::new(&config.trust_domain),
+            |e| load_entry(&config, e),
+        )?;
+        let mut manager = CaManager { config, rotor };
         let change = if fresh { manager.tick(now)? } else { None };
         Ok((manager, change))
-    }
-
-    fn key_path(&self, key_file: &Path) -> PathBuf {
-        self.config.key_dir.join(key_file)
-    }
-
-    fn load_entry(&self, entry: &JournalEntry) -> Result<Arc<X509Authority>, CaError> {
-        let path = self.key_path(&entry.key_file);
-        let wrap = |source: CaError| CaError::JournalKey {
-            id: entry.id.clone(),
-            status: entry.status.as_str(),
-            hint: crate::error::journal_key_hint(entry.status),
-            source: Box::new(source),
-        };
-        let malformed = |m: String| CaError::JournalMalformed(format!("CA {}: {m}", entry.id));
-        let key = files::read_key_file(&path).map_err(wrap)?;
-        let cert = x509::parse(&entry.ca_cert).map_err(&malformed)?;
-        if !x509::key_matches(&cert, &key) {
-            return Err(wrap(CaError::KeyMismatch { path }));
-        }
-        let top = entry.intermediates.last().unwrap_or(&entry.ca_cert);
-        let root = x509::parse(&entry.root_cert).map_err(&malformed)?;
-        x509::check_issued_by(&x509::parse(top).map_err(&malformed)?, &root)
-            .map_err(|e| malformed(format!("does not chain to its root: {e}")))?;
-        drop(cert);
-        let authority = X509Authority::new(
-            self.config.trust_domain.clone(),
-            entry.ca_cert.clone(),
-            entry.intermediates.clone(),
-            Arc::new(key),
-        )
-        .map_err(|e| malformed(e.to_string()))?;
-        if authority.id() != entry.id {
-            return Err(malformed(format!(
-                "certificate key ID is {}",
-                authority.id()
-            )));
-        }
-        Ok(Arc::new(authority))
     }
 
     /// Applies every rotation step due at `now`. Returns the change to persist, if any.
@@ -207,109 +136,11 @@ impl CaManager {
     /// On error (e.g. the upstream CA cannot be read), steps already applied stay applied and
     /// are reported by the next successful tick; the in-memory journal is always consistent.
     pub fn tick(&mut self, now: OffsetDateTime) -> Result<Option<JournalChange>, CaError> {
-        // Each step strictly reduces the work left; the bound only guards against a bug.
-        for _ in 0..8 {
-            match rotation::plan(&self.journal, now) {
-                Action::None => break,
-                Action::Prune(ids) => {
-                    for entry in self.journal.prune(&ids) {
-                        if self.prepared.as_ref().is_some_and(|p| p.id() == entry.id) {
-                            self.prepared = None;
-                        }
-                        let key_file_error =
-                            files::remove_key_file(&self.key_path(&entry.key_file))
-                                .err()
-                                .map(|e| e.to_string());
-                        self.pending.push(CaEvent::Pruned {
-                            id: entry.id,
-                            key_file_error,
-                        });
-                    }
-                }
-                Action::Activate(id) => {
-                    let previous = self.journal.activate(&id, now)?;
-                    self.active = self.prepared.take();
-                    self.pending.push(CaEvent::Activated { id, previous });
-                }
-                Action::Prepare => {
-                    let (entry, authority) = self.prepare(now)?;
-                    let event = CaEvent::Prepared {
-                        id: entry.id.clone(),
-                        not_after: entry.not_after,
-                    };
-                    self.journal.add_prepared(entry)?;
-                    self.prepared = Some(Arc::new(authority));
-                    self.pending.push(event);
-                }
-            }
-        }
-        if self.pending.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(JournalChange {
-            events: std::mem::take(&mut self.pending),
-        }))
-    }
-
-    /// Creates the next CA: key, certificate, key file. The journal is not touched.
-    fn prepare(&self, now: OffsetDateTime) -> Result<(JournalEntry, X509Authority), CaError> {
-        let cfg = &self.config;
-        let upstream = match &cfg.source {
-            CaSource::SelfSigned => None,
-            CaSource::Upstream(files) => {
-                let up = UpstreamCa::load(files, &cfg.trust_domain, now)?;
-                if let Some(active) = self.journal.active().filter(|a| a.not_after > now)
-                    && up.not_after() <= active.not_after
-                {
-                    return Err(CaError::UpstreamExpiresTooSoon {
-                        path: files.cert.clone(),
-                        upstream_not_after: up.not_after(),
-                        active_not_after: active.not_after,
-                    });
-                }
-                Some(up)
-            }
-        };
-        let key = Arc::new(PrivateKey::generate(cfg.key_type)?);
-        let signer: Arc<dyn Signer> = key.clone();
-        let (authority, root) = match &upstream {
-            None => {
-                // A fresh root per CA generation whose key only ever signs this server's
-                // intermediate: it is dropped (never written to disk) once the intermediate
-                // exists, so the long-lived trust anchor has no key to steal.
-                let root_key: Arc<dyn Signer> = Arc::new(PrivateKey::generate(cfg.key_type)?);
-                let root = X509Authority::self_signed(
-                    cfg.trust_domain.clone(),
-                    &cfg.subject,
-                    root_key,
-                    cfg.ca_ttl,
-                    now,
-                )?;
-                let a = root.mint_intermediate(&cfg.subject, signer, cfg.ca_ttl, now)?;
-                (a, root.cert_der().clone())
-            }
-            Some(up) => (
-                up.mint_intermediate(&cfg.subject, signer, cfg.ca_ttl, now)?,
-                up.root().clone(),
-            ),
-        };
-        let id = authority.id();
-        let key_file = PathBuf::from(format!("x509-ca-{id}.key"));
-        files::write_key_file(&self.key_path(&key_file), &key)?;
-        let entry = JournalEntry {
-            id,
-            status: CaStatus::Prepared,
-            key_type: cfg.key_type,
-            key_file,
-            ca_cert: authority.cert_der().clone(),
-            intermediates: authority.intermediates().to_vec(),
-            root_cert: root,
-            not_before: authority.not_before(),
-            not_after: authority.not_after(),
-            prepared_at: now,
-            activated_at: None,
-        };
-        Ok((entry, authority))
+        let config = &self.config;
+        let events = self
+            .rotor
+            .tick(now, |journal| prepare(config, journal, now))?;
+        Ok((!events.is_empty()).then_some(JournalChange { events }))
     }
 
     /// Issues an X509-SVID with the active CA for the key in `csr_der` (see
@@ -334,37 +165,128 @@ impl CaManager {
     }
 
     fn signing_ca(&self) -> Result<&X509Authority, CaError> {
-        self.active.as_deref().ok_or(CaError::NoActiveCa)
+        self.rotor.active.as_deref().ok_or(CaError::NoActiveCa)
     }
 
     /// The trust anchors to publish at `now` (see [`rotation::bundle_roots`]).
     pub fn bundle_roots(&self, now: OffsetDateTime) -> Vec<CertificateDer<'static>> {
-        rotation::bundle_roots(&self.journal, now)
+        rotation::bundle_roots(&self.rotor.journal, now)
     }
 
     /// The active CA's `notAfter`: no SVID issued now outlives it.
     pub fn active_not_after(&self) -> Option<OffsetDateTime> {
-        self.active.as_ref().map(|a| a.not_after())
+        self.rotor.active.as_ref().map(|a| a.not_after())
     }
 
     /// The active authority, to sign without holding a lock on the manager.
     pub fn active(&self) -> Option<Arc<X509Authority>> {
-        self.active.clone()
+        self.rotor.active.clone()
     }
 
     /// When [`CaManager::tick`] next has work.
     pub fn next_deadline(&self) -> Option<OffsetDateTime> {
-        rotation::next_deadline(&self.journal)
+        rotation::next_deadline(&self.rotor.journal)
     }
 
     /// The journal to persist.
     pub fn journal(&self) -> &Journal {
-        &self.journal
+        &self.rotor.journal
     }
 
     pub fn config(&self) -> &CaConfig {
         &self.config
     }
+}
+
+/// Loads a journal entry's key and checks it against the entry's certificates.
+fn load_entry(config: &CaConfig, entry: &JournalEntry) -> Result<X509Authority, CaError> {
+    let malformed = |m: String| CaError::JournalMalformed(format!("CA {}: {m}", entry.id));
+    let key = lifecycle::read_entry_key(&config.key_dir, entry, |key| {
+        let cert = x509::parse(&entry.ca_cert).map_err(&malformed)?;
+        Ok(x509::key_matches(&cert, key))
+    })?;
+    let top = entry.intermediates.last().unwrap_or(&entry.ca_cert);
+    let root = x509::parse(&entry.root_cert).map_err(&malformed)?;
+    x509::check_issued_by(&x509::parse(top).map_err(&malformed)?, &root)
+        .map_err(|e| malformed(format!("does not chain to its root: {e}")))?;
+    let authority = X509Authority::new(
+        config.trust_domain.clone(),
+        entry.ca_cert.clone(),
+        entry.intermediates.clone(),
+        Arc::new(key),
+    )
+    .map_err(|e| malformed(e.to_string()))?;
+    if authority.id() != entry.id {
+        return Err(malformed(format!(
+            "certificate key ID is {}",
+            authority.id()
+        )));
+    }
+    Ok(authority)
+}
+
+/// Creates the next CA: key, certificate, key file. The journal is not touched.
+fn prepare(
+    cfg: &CaConfig,
+    journal: &Journal,
+    now: OffsetDateTime,
+) -> Result<(JournalEntry, X509Authority), CaError> {
+    let upstream = match &cfg.source {
+        CaSource::SelfSigned => None,
+        CaSource::Upstream(files) => {
+            let up = UpstreamCa::load(files, &cfg.trust_domain, now)?;
+            if let Some(active) = journal.active().filter(|a| a.not_after > now)
+                && up.not_after() <= active.not_after
+            {
+                return Err(CaError::UpstreamExpiresTooSoon {
+                    path: files.cert.clone(),
+                    upstream_not_after: up.not_after(),
+                    active_not_after: active.not_after,
+                });
+            }
+            Some(up)
+        }
+    };
+    let key = Arc::new(PrivateKey::generate(cfg.key_type)?);
+    let signer: Arc<dyn Signer> = key.clone();
+    let (authority, root) = match &upstream {
+        None => {
+            // A fresh root per CA generation whose key only ever signs this server's
+            // intermediate: it is dropped (never written to disk) once the intermediate
+            // exists, so the long-lived trust anchor has no key to steal.
+            let root_key: Arc<dyn Signer> = Arc::new(PrivateKey::generate(cfg.key_type)?);
+            let root = X509Authority::self_signed(
+                cfg.trust_domain.clone(),
+                &cfg.subject,
+                root_key,
+                cfg.ca_ttl,
+                now,
+            )?;
+            let a = root.mint_intermediate(&cfg.subject, signer, cfg.ca_ttl, now)?;
+            (a, root.cert_der().clone())
+        }
+        Some(up) => (
+            up.mint_intermediate(&cfg.subject, signer, cfg.ca_ttl, now)?,
+            up.root().clone(),
+        ),
+    };
+    let id = authority.id();
+    let key_file = PathBuf::from(format!("x509-ca-{id}.key"));
+    lifecycle::write_key(&cfg.key_dir, &key_file, &key)?;
+    let entry = JournalEntry {
+        id,
+        status: CaStatus::Prepared,
+        key_type: cfg.key_type,
+        key_file,
+        ca_cert: authority.cert_der().clone(),
+        intermediates: authority.intermediates().to_vec(),
+        root_cert: root,
+        not_before: authority.not_before(),
+        not_after: authority.not_after(),
+        prepared_at: now,
+        activated_at: None,
+    };
+    Ok((entry, authority))
 }
 
 #[cfg(test)]

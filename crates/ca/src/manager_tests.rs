@@ -1,11 +1,13 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 
 use time::Duration as TD;
 
 use super::*;
 use crate::error::KeyProblem;
+use crate::files;
 use crate::testutil::{T0, chains_to, csr, hours, id, td};
 
 fn config(dir: &Path) -> CaConfig {

@@ -16,13 +16,15 @@
 //! The journal is what the server persists per server ID (JSON). It holds certificates and
 //! the *path* of each key file; keys themselves stay in 0600 files in the data directory.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use rustls_pki_types::CertificateDer;
 use time::OffsetDateTime;
 
 use crate::error::CaError;
 use crate::keys::KeyType;
+use crate::lifecycle::KeyJournal;
+use crate::slots::{self, RotatingKey, rotating_key_fields};
 
 /// The journal format version written by this crate.
 pub const JOURNAL_VERSION: u32 = 1;
@@ -155,86 +157,66 @@ impl Journal {
     /// Structural checks: known version, unique IDs, at most one active and one prepared
     /// entry, `notBefore < notAfter`.
     pub fn validate(&self) -> Result<(), CaError> {
-        let bad = |m: String| Err(CaError::JournalMalformed(m));
-        if self.version != JOURNAL_VERSION {
-            return bad(format!(
-                "version {} is not supported (this server reads version {JOURNAL_VERSION})",
-                self.version
-            ));
-        }
-        for (i, e) in self.entries.iter().enumerate() {
-            if self.entries[..i].iter().any(|o| o.id == e.id) {
-                return bad(format!("CA {} appears twice", e.id));
-            }
-            if e.not_before >= e.not_after {
-                return bad(format!("CA {} has notBefore >= notAfter", e.id));
-            }
-        }
-        for status in [CaStatus::Active, CaStatus::Prepared] {
-            let n = self.entries.iter().filter(|e| e.status == status).count();
-            if n > 1 {
-                return bad(format!(
-                    "{n} entries are {}; at most one may be",
-                    status.as_str()
-                ));
-            }
-        }
-        Ok(())
+        slots::validate(self.version, JOURNAL_VERSION, &self.entries)
+            .map_err(CaError::JournalMalformed)
     }
 
     pub fn active(&self) -> Option<&JournalEntry> {
-        self.entries.iter().find(|e| e.status == CaStatus::Active)
+        slots::with_status(&self.entries, CaStatus::Active)
     }
 
     pub fn prepared(&self) -> Option<&JournalEntry> {
-        self.entries.iter().find(|e| e.status == CaStatus::Prepared)
+        slots::with_status(&self.entries, CaStatus::Prepared)
     }
 
     pub fn get(&self, id: &str) -> Option<&JournalEntry> {
-        self.entries.iter().find(|e| e.id == id)
+        slots::get(&self.entries, id)
     }
 
     /// Records a freshly prepared CA.
     pub fn add_prepared(&mut self, entry: JournalEntry) -> Result<(), CaError> {
-        if entry.status != CaStatus::Prepared {
-            return Err(CaError::JournalMalformed(format!(
-                "new CA {} is not prepared",
-                entry.id
-            )));
-        }
-        self.entries.push(entry);
-        self.validate().inspect_err(|_| {
-            self.entries.pop();
-        })
+        KeyJournal::add_prepared(self, entry)
     }
 
     /// Makes the prepared CA `id` active; the previously active CA (returned) becomes `Old`.
     pub fn activate(&mut self, id: &str, now: OffsetDateTime) -> Result<Option<String>, CaError> {
-        if self.get(id).map(|e| e.status) != Some(CaStatus::Prepared) {
-            return Err(CaError::JournalMalformed(format!(
-                "CA {id} is not prepared"
-            )));
-        }
-        let mut previous = None;
-        for e in &mut self.entries {
-            if e.status == CaStatus::Active {
-                e.status = CaStatus::Old;
-                previous = Some(e.id.clone());
-            } else if e.id == id {
-                e.status = CaStatus::Active;
-                e.activated_at = Some(now);
-            }
-        }
-        Ok(previous)
+        slots::activate(&mut self.entries, id, now).map_err(CaError::JournalMalformed)
     }
 
     /// Removes the given entries, returning them.
     pub fn prune(&mut self, ids: &[String]) -> Vec<JournalEntry> {
-        let (gone, kept) = std::mem::take(&mut self.entries)
-            .into_iter()
-            .partition(|e| ids.contains(&e.id));
-        self.entries = kept;
-        gone
+        slots::prune(&mut self.entries, ids)
+    }
+}
+
+impl KeyJournal for Journal {
+    type Entry = JournalEntry;
+
+    fn trust_domain(&self) -> &str {
+        &self.trust_domain
+    }
+
+    fn entries(&self) -> &[JournalEntry] {
+        &self.entries
+    }
+
+    fn entries_mut(&mut self) -> &mut Vec<JournalEntry> {
+        &mut self.entries
+    }
+
+    fn validate(&self) -> Result<(), CaError> {
+        Journal::validate(self)
+    }
+}
+
+impl RotatingKey for JournalEntry {
+    const NOUN: &'static str = "CA";
+    const PLURAL: &'static str = "entries";
+
+    rotating_key_fields!(id);
+
+    fn lost_key_hint(&self) -> &'static str {
+        crate::error::journal_key_hint(self.status)
     }
 }
 
@@ -242,71 +224,19 @@ impl Journal {
 /// [`Action::None`]. Priority: prune expired entries; activate the prepared CA when it is due
 /// or nothing usable is active; prepare when due or when there is nothing to activate.
 pub fn plan(journal: &Journal, now: OffsetDateTime) -> Action {
-    let expired: Vec<String> = journal
-        .entries
-        .iter()
-        .filter(|e| e.status != CaStatus::Active && e.not_after <= now)
-        .map(|e| e.id.clone())
-        .collect();
-    if !expired.is_empty() {
-        return Action::Prune(expired);
-    }
-    let prepared = journal.prepared();
-    let ready = prepared.filter(|p| p.not_before <= now);
-    match journal.active() {
-        Some(a) if a.not_after > now => {
-            if now >= a.activate_at()
-                && let Some(p) = ready
-            {
-                return Action::Activate(p.id.clone());
-            }
-            if now >= a.prepare_at() && prepared.is_none() {
-                return Action::Prepare;
-            }
-            Action::None
-        }
-        // Nothing signs: take the prepared CA at once, or make one.
-        _ => match (prepared, ready) {
-            (_, Some(p)) => Action::Activate(p.id.clone()),
-            (None, None) => Action::Prepare,
-            (Some(_), None) => Action::None,
-        },
-    }
+    slots::plan(&journal.entries, now)
 }
 
 /// When [`plan`] will next return something other than [`Action::None`], if ever.
 pub fn next_deadline(journal: &Journal) -> Option<OffsetDateTime> {
-    let mut times: Vec<OffsetDateTime> = journal
-        .entries
-        .iter()
-        .filter(|e| e.status != CaStatus::Active)
-        .map(|e| e.not_after)
-        .collect();
-    match (journal.active(), journal.prepared()) {
-        (Some(a), Some(p)) => times.push(a.activate_at().max(p.not_before)),
-        (Some(a), None) => times.push(a.prepare_at()),
-        (None, Some(p)) => times.push(p.not_before),
-        (None, None) => return Some(OffsetDateTime::UNIX_EPOCH),
-    }
-    if let Some(a) = journal.active() {
-        times.push(a.not_after);
-    }
-    times.into_iter().min()
+    slots::next_deadline(&journal.entries)
 }
 
 /// The trust anchors to publish at `now`: the roots of the prepared and active CAs and of
 /// old CAs that have not expired, without duplicates, active first.
 pub fn bundle_roots(journal: &Journal, now: OffsetDateTime) -> Vec<CertificateDer<'static>> {
-    let mut ordered: Vec<&JournalEntry> = journal.active().into_iter().collect();
-    ordered.extend(journal.prepared());
-    ordered.extend(
-        journal
-            .entries
-            .iter()
-            .filter(|e| e.status == CaStatus::Old && e.not_after > now),
-    );
     let mut roots: Vec<CertificateDer<'static>> = Vec::new();
-    for e in ordered {
+    for e in slots::published(&journal.entries, now) {
         if !roots.contains(&e.root_cert) {
             roots.push(e.root_cert.clone());
         }
