@@ -63,7 +63,9 @@ pub async fn connect(
     };
     cfg.alpn_protocols = vec![b"h2".to_vec()];
     let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+    // Bounded waits: an unreachable server (dropped SYNs) must not hold the caller for minutes.
     let channel = Endpoint::try_from(format!("http://{addr}"))?
+        .connect_timeout(std::time::Duration::from_secs(5))
         .connect_with_connector(tower::service_fn(move |_: Uri| {
             let connector = connector.clone();
             async move {
