@@ -6,34 +6,18 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use hyper_util::rt::TokioIo;
 use sigil_agent::config::{AgentConfig, FileConfig as AgentFile};
 use sigil_proto::admin::admin_client::AdminClient;
 use sigil_proto::admin::{self as api};
 use sigil_proto::node as pb;
 use sigil_proto::workload as wl;
 use sigil_server::config::{FileConfig, ServerConfig};
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::Channel;
 
 fn my_uid() -> u32 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     let line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
-async fn admin(sock: &Path) -> AdminClient<Channel> {
-    let p = sock.to_owned();
-    let ch = Endpoint::try_from("http://[::]:0")
-        .unwrap()
-        .connect_with_connector(tower::service_fn(move |_: Uri| {
-            let p = p.clone();
-            async move {
-                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(p).await?))
-            }
-        }))
-        .await
-        .unwrap();
-    AdminClient::new(ch)
 }
 
 struct Server {
@@ -56,7 +40,9 @@ async fn start_server_with(dir: &Path, port: u16, base: FileConfig) -> Server {
     let bound = sigil_server::build(ServerConfig::resolve(f).unwrap())
         .await
         .unwrap();
-    let admin = admin(&bound.admin_socket).await;
+    let admin = sigil_server::admin_client::connect(&bound.admin_socket)
+        .await
+        .unwrap();
     Server { bound, admin }
 }
 

@@ -11,11 +11,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futures::StreamExt;
-use hyper_util::rt::TokioIo;
-use sigil_proto::admin::admin_client::AdminClient;
 use sigil_proto::admin::{self as api};
 use sigil_proto::node as pb;
-use tonic::transport::{Endpoint, Uri};
 
 const ID: &str = "spiffe://cluster.local/ns/payments/sa/checkout-service";
 
@@ -49,18 +46,9 @@ async fn mesh(x509_ttl: i32) -> Mesh {
     let server = sigil_server::build(sigil_server::config::ServerConfig::resolve(sf).unwrap())
         .await
         .unwrap();
-    let sock = server.admin_socket.clone();
-    let ch = Endpoint::try_from("http://[::]:0")
-        .unwrap()
-        .connect_with_connector(tower::service_fn(move |_: Uri| {
-            let p = sock.clone();
-            async move {
-                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(p).await?))
-            }
-        }))
+    let mut admin = sigil_server::admin_client::connect(&server.admin_socket)
         .await
         .unwrap();
-    let mut admin = AdminClient::new(ch);
     let b = admin
         .get_bundle(api::GetBundleRequest::default())
         .await

@@ -4,9 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use hyper_util::rt::TokioIo;
 use rustls::pki_types::CertificateDer;
 use serde_json::Value;
 use sigil_proto::admin::admin_client::AdminClient;
@@ -16,27 +15,12 @@ use sigil_proto::node::{self as pb};
 use sigil_server::config::{FileConfig, ServerConfig};
 use sigil_server::node_client::{self, Attested as AttestedAgent};
 use sigil_spiffe::{Bundle, TrustDomain, jwt};
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::Channel;
 
 struct Harness {
     bound: sigil_server::Bound,
     admin: AdminClient<Channel>,
     td: TrustDomain,
-}
-
-async fn admin_client(sock: &Path) -> AdminClient<Channel> {
-    let p = sock.to_owned();
-    let ch = Endpoint::try_from("http://[::]:0")
-        .unwrap()
-        .connect_with_connector(tower::service_fn(move |_: Uri| {
-            let p = p.clone();
-            async move {
-                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(p).await?))
-            }
-        }))
-        .await
-        .unwrap();
-    AdminClient::new(ch)
 }
 
 async fn start(data_dir: PathBuf, default_jwt_ttl: Option<&str>) -> Harness {
@@ -58,7 +42,9 @@ async fn start_with(f: FileConfig) -> Harness {
     let cfg = ServerConfig::resolve(f).unwrap();
     let td = cfg.trust_domain.clone();
     let bound = sigil_server::build(cfg).await.unwrap();
-    let admin = admin_client(&bound.admin_socket).await;
+    let admin = sigil_server::admin_client::connect(&bound.admin_socket)
+        .await
+        .unwrap();
     Harness { bound, admin, td }
 }
 

@@ -6,7 +6,6 @@
 use std::path::Path;
 use std::time::Duration;
 
-use hyper_util::rt::TokioIo;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use sigil_proto::admin::admin_client::AdminClient;
 use sigil_proto::admin::{self as api};
@@ -14,28 +13,13 @@ use sigil_proto::node::{self as pb};
 use sigil_server::config::{FileConfig, ServerConfig};
 use sigil_server::node_client::{self, Identity};
 use sigil_spiffe::{Bundle, SpiffeId, TrustDomain, Usage, verify_x509_svid};
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::Channel;
 
 struct Harness {
     _dir: tempfile::TempDir,
     bound: sigil_server::Bound,
     admin: AdminClient<Channel>,
     td: TrustDomain,
-}
-
-async fn admin_client(sock: &Path) -> AdminClient<Channel> {
-    let p = sock.to_owned();
-    let ch = Endpoint::try_from("http://[::]:0")
-        .unwrap()
-        .connect_with_connector(tower::service_fn(move |_: Uri| {
-            let p = p.clone();
-            async move {
-                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(p).await?))
-            }
-        }))
-        .await
-        .unwrap();
-    AdminClient::new(ch)
 }
 
 async fn start(extra: impl FnOnce(&mut FileConfig, &Path)) -> Harness {
@@ -51,7 +35,9 @@ async fn start(extra: impl FnOnce(&mut FileConfig, &Path)) -> Harness {
     let cfg = ServerConfig::resolve(f).unwrap();
     let td = cfg.trust_domain.clone();
     let bound = sigil_server::build(cfg).await.unwrap();
-    let admin = admin_client(&bound.admin_socket).await;
+    let admin = sigil_server::admin_client::connect(&bound.admin_socket)
+        .await
+        .unwrap();
     Harness {
         _dir: dir,
         bound,
