@@ -9,27 +9,8 @@ use sigil_spiffe::TrustDomain;
 pub const DEFAULT_SOCKET: &str = "/tmp/sigil-agent/public/api.sock";
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/sigil/agent";
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("config file {path}: {message}")]
-    Parse { path: PathBuf, message: String },
-    #[error("invalid {field} {value:?}: {reason}")]
-    Invalid {
-        field: &'static str,
-        value: String,
-        reason: String,
-    },
-    #[error("missing {field}: {hint}")]
-    Missing {
-        field: &'static str,
-        hint: &'static str,
-    },
-}
+/// The same error type as the server's configuration (what was wrong, in which field or file).
+pub use sigil_server::config::ConfigError;
 
 /// The YAML shape of `sigil agent run --config FILE`; every field mirrors a flag.
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -48,15 +29,7 @@ pub struct FileConfig {
 
 impl FileConfig {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        let opts = serde_saphyr::options! { strict_booleans: true };
-        serde_saphyr::from_str_with_options(&text, opts).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })
+        sigil_server::config::load_yaml(path)
     }
 
     /// `over` (flags) wins over `self` (file).
@@ -255,6 +228,26 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("positive")
+        );
+    }
+
+    #[test]
+    fn yaml_config_is_read_strictly() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("agent.yaml");
+        std::fs::write(
+            &p,
+            "server_address: 127.0.0.1:8081\njoin_token: abc\nsync_interval: 2s\n",
+        )
+        .unwrap();
+        let c = AgentConfig::resolve(FileConfig::load(&p).unwrap()).unwrap();
+        assert_eq!(c.attestation, NodeAttestation::JoinToken("abc".into()));
+        assert_eq!(c.sync_interval, Duration::from_secs(2));
+        std::fs::write(&p, "server_address: 127.0.0.1:8081\nserver_adress: x\n").unwrap();
+        let e = FileConfig::load(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("server_adress") && e.contains("agent.yaml"),
+            "{e}"
         );
     }
 

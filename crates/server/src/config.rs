@@ -32,6 +32,26 @@ pub enum ConfigError {
         value: String,
         reason: String,
     },
+    #[error("missing {field}: {hint}")]
+    Missing {
+        field: &'static str,
+        hint: &'static str,
+    },
+}
+
+/// Reads a YAML config file into `T` strictly: unknown keys (types use
+/// `deny_unknown_fields`), duplicate keys and YAML 1.1 booleans (`yes`, `on`) are errors that
+/// name the file, line and column.
+pub fn load_yaml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let opts = serde_saphyr::options! { strict_booleans: true };
+    serde_saphyr::from_str_with_options(&text, opts).map_err(|e| ConfigError::Parse {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
 }
 
 /// The YAML shape of `sigil server run --config FILE`. Every field mirrors a flag.
@@ -59,15 +79,7 @@ pub struct FileConfig {
 impl FileConfig {
     /// Reads a YAML config file; unknown keys, duplicate keys and `yes`/`no` booleans are errors.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        let opts = serde_saphyr::options! { strict_booleans: true };
-        serde_saphyr::from_str_with_options(&text, opts).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })
+        load_yaml(path)
     }
 
     /// Layers `over` (flags) on top of `self` (file): a flag given wins.
