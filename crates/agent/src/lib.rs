@@ -14,11 +14,9 @@ pub mod workload_api;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use sigil_server::tasks::Tasks;
 use tracing::{info, warn};
 
 use crate::cache::CacheRx;
@@ -30,27 +28,18 @@ pub struct Bound {
     pub socket_path: PathBuf,
     pub manager: Arc<Manager>,
     pub cache: CacheRx,
-    shutdown: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<anyhow::Result<()>>>,
+    tasks: Tasks,
 }
 
 impl Bound {
     /// Waits until a task ends with an error (a fatal refusal by the server, a socket failure).
     pub async fn wait(&mut self) -> anyhow::Result<()> {
-        while !self.tasks.is_empty() {
-            let (r, _, rest) = futures::future::select_all(std::mem::take(&mut self.tasks)).await;
-            self.tasks = rest;
-            r.context("agent task panicked")??;
-        }
-        Ok(())
+        self.tasks.wait().await
     }
 
     /// Stops serving and syncing; the persisted state stays for the next start.
     pub async fn shutdown(self) {
-        let _ = self.shutdown.send(true);
-        for t in self.tasks {
-            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
-        }
+        self.tasks.stop().await;
         let _ = std::fs::remove_file(&self.socket_path);
     }
 }
@@ -94,17 +83,16 @@ pub async fn build(cfg: AgentConfig) -> anyhow::Result<Bound> {
     let health = workload_api::health_reporter().await;
     workload_api::set_serving(&health, manager.agent_id().await.is_some()).await;
 
-    let (shutdown, shutdown_rx) = watch::channel(false);
-    let mut tasks = Vec::new();
-    let mut rx = shutdown_rx.clone();
-    tasks.push(tokio::spawn(async move {
+    let mut tasks = Tasks::new("agent");
+    let mut rx = tasks.shutdown_signal();
+    tasks.spawn(async move {
         workload_api::serve(listener, api, &health, async move {
             let _ = rx.wait_for(|s| *s).await;
         })
         .await
         .context("the Workload API server failed")
-    }));
-    tasks.push(tokio::spawn(manager.clone().run(shutdown_rx)));
+    });
+    tasks.spawn(manager.clone().run(tasks.shutdown_signal()));
     info!(
         agent = manager.agent_id().await.unwrap_or_default(),
         socket = %socket_path.display(),
@@ -114,7 +102,6 @@ pub async fn build(cfg: AgentConfig) -> anyhow::Result<Bound> {
         socket_path,
         manager,
         cache,
-        shutdown,
         tasks,
     })
 }

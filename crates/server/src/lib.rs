@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod node_api;
 pub mod node_client;
 pub mod state;
+pub mod tasks;
 pub mod tls;
 mod uds;
 pub mod x509pop;
@@ -24,7 +25,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use tokio_stream::wrappers::UnixListenerStream;
 use tracing::{info, warn};
 
@@ -32,6 +32,7 @@ use crate::ca_handle::CaHandle;
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
 use crate::state::{Shared, now_unix};
+use crate::tasks::Tasks;
 
 /// How often the server checks CA rotation, syncs the bundle and prunes.
 const HOUSEKEEPING: Duration = Duration::from_secs(5);
@@ -44,27 +45,18 @@ pub struct Bound {
     pub admin_socket: PathBuf,
     pub metrics_addr: Option<SocketAddr>,
     pub shared: Arc<Shared>,
-    shutdown: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<anyhow::Result<()>>>,
+    tasks: Tasks,
 }
 
 impl Bound {
     /// Waits until a serving task fails (or all end).
     pub async fn wait(&mut self) -> anyhow::Result<()> {
-        while !self.tasks.is_empty() {
-            let (r, _, rest) = futures::future::select_all(std::mem::take(&mut self.tasks)).await;
-            self.tasks = rest;
-            r.context("server task panicked")??;
-        }
-        Ok(())
+        self.tasks.wait().await
     }
 
     /// Stops serving, closes the datastore and removes the admin socket.
     pub async fn shutdown(self) {
-        let _ = self.shutdown.send(true);
-        for t in self.tasks {
-            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
-        }
+        self.tasks.stop().await;
         self.shared.ds.close().await;
         let _ = std::fs::remove_file(&self.admin_socket);
     }
@@ -137,8 +129,8 @@ pub async fn build(cfg: ServerConfig) -> anyhow::Result<Bound> {
         shared.metrics.ca_expiry.set(t);
     }
 
-    let (shutdown, shutdown_rx) = watch::channel(false);
-    let mut tasks = Vec::new();
+    let mut tasks = Tasks::new("server");
+    let shutdown_rx = tasks.shutdown_signal();
 
     // Node API: TLS, with the config swapped on CA rotation and server SVID renewal.
     let tls_cfg = shared
@@ -159,7 +151,7 @@ pub async fn build(cfg: ServerConfig) -> anyhow::Result<Bound> {
         shared: shared.clone(),
     });
     let mut rx = shutdown_rx.clone();
-    tasks.push(tokio::spawn(async move {
+    tasks.spawn(async move {
         tonic::transport::Server::builder()
             .add_service(node)
             .serve_with_incoming_shutdown(tls::incoming(listener, tls_rx), async move {
@@ -167,7 +159,7 @@ pub async fn build(cfg: ServerConfig) -> anyhow::Result<Bound> {
             })
             .await
             .context("node API server failed")
-    }));
+    });
 
     // Admin API on the local socket.
     let uds = uds::bind_private(&cfg.socket_path)
@@ -177,7 +169,7 @@ pub async fn build(cfg: ServerConfig) -> anyhow::Result<Bound> {
         shared: shared.clone(),
     });
     let mut rx = shutdown_rx.clone();
-    tasks.push(tokio::spawn(async move {
+    tasks.spawn(async move {
         tonic::transport::Server::builder()
             .add_service(admin)
             .serve_with_incoming_shutdown(UnixListenerStream::new(uds), async move {
@@ -185,7 +177,7 @@ pub async fn build(cfg: ServerConfig) -> anyhow::Result<Bound> {
             })
             .await
             .context("admin API server failed")
-    }));
+    });
 
     let metrics_addr = match cfg.metrics {
         None => None,
@@ -196,13 +188,13 @@ pub async fn build(cfg: ServerConfig) -> anyhow::Result<Bound> {
             let a = l.local_addr()?;
             let m = shared.metrics.clone();
             let mut rx = shutdown_rx.clone();
-            tasks.push(tokio::spawn(async move {
+            tasks.spawn(async move {
                 tokio::select! {
                     _ = metrics::serve(l, m) => {}
                     _ = rx.wait_for(|s| *s) => {}
                 }
                 Ok(())
-            }));
+            });
             Some(a)
         }
     };
@@ -210,7 +202,7 @@ pub async fn build(cfg: ServerConfig) -> anyhow::Result<Bound> {
     // Housekeeping: CA rotation, bundle sync with other replicas, server SVID renewal, pruning.
     let s = shared.clone();
     let mut rx = shutdown_rx.clone();
-    tasks.push(tokio::spawn(async move {
+    tasks.spawn(async move {
         loop {
             // Every 5 s, or sooner when a CA rotation step falls due.
             let wait =
@@ -240,7 +232,7 @@ pub async fn build(cfg: ServerConfig) -> anyhow::Result<Bound> {
             }
             s.refresh_counts().await;
         }
-    }));
+    });
 
     info!(
         trust_domain = %cfg.trust_domain,
@@ -255,7 +247,6 @@ pub async fn build(cfg: ServerConfig) -> anyhow::Result<Bound> {
         admin_socket: cfg.socket_path.clone(),
         metrics_addr,
         shared,
-        shutdown,
         tasks,
     })
 }
