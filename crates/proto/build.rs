@@ -6,6 +6,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "proto/node.proto",
             "proto/admin.proto",
             "proto/workload.proto",
+            "proto/config.proto",
         ],
         ["proto"],
     )?;

@@ -69,3 +69,10 @@ pub async fn connect(socket: &Path) -> anyhow::Result<WorkloadClient> {
         SecurityHeader,
     ))
 }
+
+/// A client of the agent's `MeshConfig` service (the proxies' configuration source).
+pub async fn connect_config(
+    socket: &Path,
+) -> anyhow::Result<sigil_proto::config::mesh_config_client::MeshConfigClient<Channel>> {
+    Ok(sigil_proto::config::mesh_config_client::MeshConfigClient::new(channel(socket).await?))
+}

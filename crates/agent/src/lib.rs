@@ -7,6 +7,7 @@ pub mod client;
 pub mod config;
 pub mod jwt;
 pub mod manager;
+pub mod mesh_config;
 pub mod plan;
 pub mod store;
 pub mod workload_api;
@@ -28,6 +29,8 @@ pub struct Bound {
     pub socket_path: PathBuf,
     pub manager: Arc<Manager>,
     pub cache: CacheRx,
+    /// The mesh configuration this agent serves to local proxies.
+    pub mesh: Arc<mesh_config::MeshConfigSync>,
     tasks: Tasks,
 }
 
@@ -57,6 +60,7 @@ pub async fn build(cfg: AgentConfig) -> anyhow::Result<Bound> {
         .with_context(|| format!("cannot restrict {} to mode 0700", cfg.data_dir.display()))?;
     let socket_path = cfg.socket_path.clone();
     let server = cfg.server_address.clone();
+    let mesh = mesh_config::MeshConfigSync::load(&cfg.data_dir)?;
     let (manager, cache) = Manager::load(cfg)?;
     manager.publish_initial().await;
 
@@ -85,14 +89,25 @@ pub async fn build(cfg: AgentConfig) -> anyhow::Result<Bound> {
 
     let mut tasks = Tasks::new("agent");
     let mut rx = tasks.shutdown_signal();
+    // One socket, two services: the SPIFFE Workload API and, beside it, Sigil's MeshConfig.
+    let config_service =
+        mesh_config::MeshConfigService::new(mesh.subscribe(), tasks.shutdown_signal());
+    let closer = api.clone();
+    let router = workload_api::router(api, &health).add_service(config_service);
     tasks.spawn(async move {
-        workload_api::serve(listener, api, &health, async move {
-            let _ = rx.wait_for(|s| *s).await;
-        })
-        .await
-        .context("the Workload API server failed")
+        router
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::UnixListenerStream::new(listener),
+                async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                    closer.close_streams();
+                },
+            )
+            .await
+            .context("the Workload API server failed")
     });
     tasks.spawn(manager.clone().run(tasks.shutdown_signal()));
+    tasks.spawn(mesh.clone().run(manager.clone(), tasks.shutdown_signal()));
     info!(
         agent = manager.agent_id().await.unwrap_or_default(),
         socket = %socket_path.display(),
@@ -102,6 +117,7 @@ pub async fn build(cfg: AgentConfig) -> anyhow::Result<Bound> {
         socket_path,
         manager,
         cache,
+        mesh,
         tasks,
     })
 }

@@ -2,6 +2,8 @@
 
 mod admin;
 mod agent_cmd;
+mod config_cmd;
+mod config_table;
 mod entry;
 mod ops;
 mod output;
@@ -43,6 +45,12 @@ enum Cmd {
     /// The trust bundle.
     #[command(subcommand)]
     Bundle(ops::BundleCmd),
+    /// Applies Istio and cert-manager YAML (all or nothing) and delivers it to every agent.
+    Apply(config_cmd::ApplyArgs),
+    /// Lists or shows mesh configuration: sigil get KIND [NAME] [-n NS|-A] [-o yaml|json|wide|name].
+    Get(config_cmd::GetArgs),
+    /// Deletes mesh configuration: sigil delete -f FILE, or sigil delete KIND NAME -n NS.
+    Delete(config_cmd::DeleteArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -112,6 +120,14 @@ struct ServerRunArgs {
     /// Log format: text or json.
     #[arg(long = "log-format", default_value = "text")]
     log_format: String,
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 /// Formats unix seconds as RFC 3339 UTC.
@@ -203,6 +219,9 @@ async fn dispatch(cli: Cli) -> Result<(), (u8, anyhow::Error)> {
         Cmd::Agent(ops::AgentCmd::Run(a)) => agent_cmd::run(a).await,
         Cmd::Agent(c) => op(ops::agent(c).await),
         Cmd::Bundle(c) => op(ops::bundle(c).await),
+        Cmd::Apply(a) => op(config_cmd::apply(a).await),
+        Cmd::Get(a) => op(config_cmd::get(a).await),
+        Cmd::Delete(a) => op(config_cmd::delete(a).await),
     }
 }
 

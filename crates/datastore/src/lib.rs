@@ -1,7 +1,8 @@
 //! The control plane's datastore: registration entries, attested agents, join tokens, trust
 //! bundles, CA journals and the issued-certificates log, behind small object-safe traits
 //! ([`EntryStore`], [`AgentStore`], [`JoinTokenStore`], [`BundleStore`], [`CaJournalStore`],
-//! [`IssuedCertStore`], all bundled in [`DataStore`]), with two implementations:
+//! [`IssuedCertStore`], [`ConfigStore`] for mesh configuration objects, all bundled in
+//! [`DataStore`]), with two implementations:
 //!
 //! - **SQLite** (the default): a single file, WAL mode, `synchronous=FULL`, so an acknowledged
 //!   write survives `kill -9` and power loss.
@@ -26,6 +27,7 @@
 //! Both backends run the same query code (see `sql/mod.rs`) and pass one conformance suite
 //! (`tests/common/mod.rs`).
 
+mod config_model;
 mod error;
 mod model;
 mod open;
@@ -33,6 +35,10 @@ mod selector;
 mod sql;
 mod store;
 
+pub use config_model::{
+    ApplyResult, ChangeOutcome, ConfigChange, ConfigKey, MAX_CONFIG_BATCH, MAX_CONFIG_BODY_BYTES,
+    StoredConfig,
+};
 pub use error::{Backend, Error, Result};
 pub use model::{
     AgentSerials, AttestedAgent, EntrySpec, IssuedCert, IssuedKind, JoinToken, ListAgentsFilter,
@@ -42,5 +48,6 @@ pub use model::{
 pub use open::{ACCEPTED_FORMS, Clock, Location, OpenOptions, open, open_location, system_clock};
 pub use selector::{Selector, SelectorMatch, normalize_selectors};
 pub use store::{
-    AgentStore, BundleStore, CaJournalStore, DataStore, EntryStore, IssuedCertStore, JoinTokenStore,
+    AgentStore, BundleStore, CaJournalStore, ConfigStore, DataStore, EntryStore, IssuedCertStore,
+    JoinTokenStore,
 };

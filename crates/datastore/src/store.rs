@@ -10,6 +10,7 @@
 use async_trait::async_trait;
 use sigil_spiffe::{SpiffeId, TrustDomain};
 
+use crate::config_model::{ApplyResult, ConfigChange, ConfigKey, StoredConfig};
 use crate::error::{Backend, Result};
 use crate::model::{
     AgentSerials, AttestedAgent, EntrySpec, IssuedCert, JoinToken, ListAgentsFilter,
@@ -146,15 +147,60 @@ pub trait IssuedCertStore: Send + Sync {
     async fn prune_issued(&self, before: i64) -> Result<u64>;
 }
 
+/// Mesh configuration objects (Istio, cert-manager resources): opaque JSON under a
+/// `(kind, namespace, name)` key.
+///
+/// Every change moves the store-wide revision ([`DataStore::revision`]); the *config revision*
+/// is the store-wide revision of the last change to configuration, so the two are comparable.
+#[async_trait]
+pub trait ConfigStore: Send + Sync {
+    /// Applies every change in one transaction: all or nothing. Changes apply in order (a later
+    /// change of the same key sees the earlier one). A `Put` creates the object (generation 1, a
+    /// new uid, `created_at_ms = now_ms`) or, if its API version, body or spec hash differ from
+    /// the stored ones, replaces them (`Configured`; the generation grows by one only when the
+    /// spec hash changed); otherwise it is `Unchanged`. If nothing changes at all, the revision
+    /// does not move and the result carries the current config revision.
+    ///
+    /// `Invalid` (naming the key) for an empty kind or name, a key part with whitespace, control
+    /// characters or `/`, an empty API version or spec hash, a body that is not one JSON object
+    /// or is larger than [`crate::MAX_CONFIG_BODY_BYTES`], or more than
+    /// [`crate::MAX_CONFIG_BATCH`] changes; nothing is stored then.
+    async fn apply_config(&self, changes: Vec<ConfigChange>, now_ms: i64) -> Result<ApplyResult>;
+
+    /// `Invalid` for a key that `apply_config` would refuse.
+    async fn get_config(&self, key: &ConfigKey) -> Result<Option<StoredConfig>>;
+
+    /// Objects ordered by kind, namespace, name (byte order). `kind` and `namespace` filter by
+    /// exact match when given (`Some("")` is the cluster-scoped objects).
+    async fn list_config(
+        &self,
+        kind: Option<&str>,
+        namespace: Option<&str>,
+    ) -> Result<Vec<StoredConfig>>;
+
+    /// The store-wide revision at the last configuration change (0 if none ever).
+    async fn config_revision(&self) -> Result<i64>;
+
+    /// The config revision and every object (ordered as [`ConfigStore::list_config`]), read in one
+    /// snapshot: the objects are exactly those as of that revision.
+    async fn config_snapshot(&self) -> Result<(i64, Vec<StoredConfig>)>;
+}
+
 /// The whole datastore.
 #[async_trait]
 pub trait DataStore:
-    EntryStore + AgentStore + JoinTokenStore + BundleStore + CaJournalStore + IssuedCertStore
+    EntryStore
+    + AgentStore
+    + JoinTokenStore
+    + BundleStore
+    + CaJournalStore
+    + IssuedCertStore
+    + ConfigStore
 {
     fn backend(&self) -> Backend;
 
     /// The store-wide revision: grows by one with every change to an entry, agent (including
-    /// node selectors) or bundle, in the same transaction as the change.
+    /// node selectors), bundle or configuration batch, in the same transaction as the change.
     async fn revision(&self) -> Result<i64>;
 
     /// Closes every connection (SQLite checkpoints its WAL). Later calls fail with `Unavailable`.

@@ -105,16 +105,27 @@ where
     F: FnOnce(String) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    with_fresh_database_created(case, "").await;
+}
+
+/// [`with_fresh_database`] with `create_options` appended to `CREATE DATABASE name`.
+async fn with_fresh_database_created<F, Fut>(case: F, create_options: &str)
+where
+    F: FnOnce(String) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let Some(mut admin) = admin().await else {
         return;
     };
     let mut suffix = [0u8; 6];
     rand::rng().fill_bytes(&mut suffix);
     let name = format!("sigil_test_{}", hex::encode(suffix));
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut admin)
-        .await
-        .expect("create test database");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE DATABASE {name} {create_options}"
+    )))
+    .execute(&mut admin)
+    .await
+    .expect("create test database");
     let outcome = tokio::spawn(case(with_database(&admin_url(), &name))).await;
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
@@ -136,6 +147,18 @@ where
 }
 
 conformance_tests!(run);
+
+/// Configuration listings are in byte order also when the database's default collation is a
+/// natural-language one (where "a" < "B" < "b").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_order_ignores_the_database_collation() {
+    let icu = "TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en' LOCALE 'C.UTF-8'";
+    with_fresh_database_created(
+        |url| common::config_list_filters_and_order(TestDb::new(url)),
+        icu,
+    )
+    .await;
+}
 
 #[tokio::test]
 async fn postgresql_url_form_and_backend() {

@@ -73,6 +73,32 @@ pub enum ErrorKind {
         "not a boolean: write `true` or `false` (YAML 1.1 words like `yes`/`no` are not accepted)"
     )]
     NotBoolean,
+    /// The file is larger than [`crate::ParseLimits::max_bytes`]; refused before parsing.
+    #[error(
+        "input is {size} bytes, over the limit of {limit} bytes for one policy file; split it into several files"
+    )]
+    InputTooLarge { size: usize, limit: usize },
+    /// Aliases (`*name`) expand beyond the limit: a "billion laughs" alias bomb.
+    #[error(
+        "YAML aliases expand too much ({detail}); this looks like an alias bomb (\"billion laughs\"): write the values out instead of repeating `*alias` references"
+    )]
+    AliasBomb { detail: String },
+    /// Mappings and lists nested deeper than [`crate::ParseLimits::max_depth`].
+    #[error(
+        "nesting is deeper than {limit} levels; Kubernetes objects are never this deep: check the indentation and brackets"
+    )]
+    TooDeep { limit: usize },
+    /// More documents than [`crate::ParseLimits::max_documents`].
+    #[error("more than {limit} YAML documents in one file; split it into several files")]
+    TooManyDocuments { limit: usize },
+    /// Another parser budget was exhausted (node count, events, scalar bytes).
+    #[error("YAML is too large to process: {detail}; split the file")]
+    TooComplex { detail: String },
+    /// A tab used to indent; YAML forbids it.
+    #[error(
+        "tab character used for indentation: YAML allows only spaces there; replace the tabs with spaces"
+    )]
+    TabIndentation,
 
     // --- schema ---
     /// The document's `apiVersion`/`kind` pair is not one Sigil understands.
@@ -239,6 +265,257 @@ pub enum ErrorKind {
         "invalid duration {value:?}: use a number with unit, e.g. `5s` or `100ms`, at least 1ms"
     )]
     InvalidDuration { value: String },
+
+    // --- cert-manager (Certificate, Issuer, ClusterIssuer) ---
+    /// A Certificate with nothing to certify.
+    #[error(
+        "no name to certify: set at least one of `commonName` (or a CN in `literalSubject`), `dnsNames`, `uris`, `emailAddresses`, `ipAddresses` or `otherNames`"
+    )]
+    NoCertificateNames,
+    /// `commonName` or `subject` next to `literalSubject`.
+    #[error(
+        "`{field}` cannot be combined with `literalSubject`; move its values into `literalSubject` or remove `literalSubject`"
+    )]
+    LiteralSubjectConflict { field: String },
+    /// `literalSubject` that is not an RFC 4514 distinguished name.
+    #[error(
+        "invalid literalSubject {value:?}: {reason}; write an RFC 4514 string such as `CN=web,O=Example,C=DE`"
+    )]
+    InvalidLiteralSubject { value: String, reason: String },
+    /// A common name longer than X.509 allows.
+    #[error(
+        "common name is {length} characters long; at most 64 fit in an X.509 CN: shorten it and put the full name in `dnsNames`"
+    )]
+    CommonNameTooLong { length: usize },
+    /// Not Go `time.ParseDuration` syntax.
+    #[error(
+        "invalid duration {value:?}: use Go duration syntax, numbers with unit `h`, `m` or `s`, e.g. `2160h` or `1h30m` (there is no `d` unit)"
+    )]
+    InvalidGoDuration { value: String },
+    /// A duration below its minimum.
+    #[error("`{field}` {value} is below the minimum of {minimum}; raise it")]
+    DurationBelowMinimum {
+        field: String,
+        value: String,
+        minimum: String,
+    },
+    /// `renewBefore` not shorter than `duration`.
+    #[error(
+        "renewBefore {renew_before} must be shorter than the certificate duration {duration}; lower renewBefore or raise duration"
+    )]
+    RenewBeforeNotShorter {
+        renew_before: String,
+        duration: String,
+    },
+    /// `renewBeforePercentage` outside (0, 100).
+    #[error("renewBeforePercentage {value} is out of range: use a whole number from 1 to 99")]
+    RenewBeforePercentageOutOfRange { value: i64 },
+    /// `renewBeforePercentage` that gives less than the minimum renewBefore.
+    #[error(
+        "renewBeforePercentage {value} of duration {duration} renews {effective} before expiry, below the minimum of {minimum}; raise the percentage or the duration"
+    )]
+    RenewBeforePercentageTooSmall {
+        value: i64,
+        duration: String,
+        effective: String,
+        minimum: String,
+    },
+    /// `issuerRef.kind` not an issuer kind of the cert-manager group.
+    #[error(
+        "issuerRef.kind `{value}` is not a cert-manager issuer kind: use `Issuer` or `ClusterIssuer`{}",
+        if *.group_missing { " (for an external issuer, also set `issuerRef.group`)" } else { "" }
+    )]
+    InvalidIssuerKind { value: String, group_missing: bool },
+    /// A key size the algorithm does not support.
+    #[error("{algorithm} key size {size} is not allowed: use {allowed}")]
+    InvalidKeySize {
+        algorithm: String,
+        size: i64,
+        allowed: String,
+    },
+    /// `signatureAlgorithm` for another key algorithm.
+    #[error(
+        "signatureAlgorithm {signature} needs an {needs} key but the key algorithm is {key}; set `privateKey.algorithm: {needs}` or use one of: {allowed}"
+    )]
+    SignatureAlgorithmMismatch {
+        signature: String,
+        needs: String,
+        key: String,
+        allowed: String,
+    },
+    /// Not a single IP address.
+    #[error(
+        "invalid IP address {value:?}: write one IPv4 or IPv6 address, e.g. `10.0.0.1` or `2001:db8::1`, without a prefix length"
+    )]
+    InvalidIpAddress { value: String },
+    /// Not an absolute URI.
+    #[error(
+        "invalid URI {value:?}: {reason}; write an absolute URI with a scheme, e.g. `spiffe://cluster.local/ns/default/sa/web`"
+    )]
+    InvalidUri { value: String, reason: String },
+    /// Not a bare email address.
+    #[error("invalid email address {value:?}: write only the address, e.g. `ops@example.com`")]
+    InvalidEmail { value: String },
+    /// Not a dotted-decimal OID.
+    #[error(
+        "invalid OID {value:?}: use dotted decimal with at least two arcs, e.g. `1.3.6.1.4.1.311.20.2.3`"
+    )]
+    InvalidOid { value: String },
+    /// `revisionHistoryLimit` below 1.
+    #[error(
+        "revisionHistoryLimit {value} must be at least 1; remove the field to keep every revision"
+    )]
+    RevisionHistoryLimitTooLow { value: i64 },
+    /// `nameConstraints` on a leaf certificate.
+    #[error(
+        "nameConstraints are only allowed on a CA certificate; set `isCA: true` or remove `nameConstraints`"
+    )]
+    NameConstraintsWithoutCa,
+    /// `nameConstraints: {}`.
+    #[error("nameConstraints needs `permitted` or `excluded`; add one or remove `nameConstraints`")]
+    EmptyNameConstraints,
+    /// A keystore without exactly one non-empty password source.
+    #[error("{keystore} keystore: {problem}")]
+    KeystorePassword { keystore: String, problem: String },
+    /// A `cert-manager.io/` annotation in `secretTemplate`.
+    #[error(
+        "secretTemplate annotation `{key}` is reserved for cert-manager; use a key outside `cert-manager.io/`"
+    )]
+    ReservedAnnotation { key: String },
+    /// `renewal.windows` with `policy: Disabled`.
+    #[error(
+        "renewal windows cannot be set when `renewal.policy` is Disabled; remove `windows` or use policy RenewBefore"
+    )]
+    RenewalWindowsWhenDisabled,
+    /// A cron expression that is not five valid fields.
+    #[error(
+        "invalid cron expression {value:?}: {reason}; use five fields `minute hour day-of-month month day-of-week`, e.g. `0 2 * * 1-5`"
+    )]
+    InvalidCron { value: String, reason: String },
+    /// Zero or several issuer types in one Issuer/ClusterIssuer.
+    #[error("{}", issuer_type_text(.found))]
+    IssuerTypeCount { found: Vec<String> },
+    /// `metadata.namespace` on a cluster-scoped object.
+    #[error("{kind} is cluster-scoped: remove `metadata.namespace`")]
+    ClusterScopedNamespace { kind: String },
+
+    // --- networking (DestinationRule, ServiceEntry, WorkloadEntry) ---
+    /// A host that is not a DNS name (with an optional wildcard first label).
+    #[error(
+        "invalid host {value:?}: {reason}; use a DNS name such as `reviews.prod.svc.cluster.local`, or a wildcard first label such as `*.example.com`"
+    )]
+    InvalidHost { value: String, reason: String },
+    /// The same value twice in a list that must be unique (subset names, port numbers…).
+    #[error("`{value}` appears twice in `{field}`; each entry must be unique, keep one")]
+    DuplicateEntry { field: String, value: String },
+    /// A name that must be a DNS-1123 label (subset and port names, exportTo namespaces).
+    #[error(
+        "invalid {what} {value:?}: must be a DNS-1123 label (letters, digits and `-`, start and end with a letter or digit, at most 63 characters)"
+    )]
+    InvalidDnsLabel { what: String, value: String },
+    /// MUTUAL without the client certificate or key and without `credentialName`.
+    #[error(
+        "TLS mode MUTUAL needs `{field}` (with `clientCertificate` and `privateKey` both set), or `credentialName` naming a secret that holds them"
+    )]
+    TlsMissingClientCert { field: String },
+    /// A TLS field that the mode ignores or forbids.
+    #[error("`{field}` cannot be used with TLS mode {mode}: {hint}")]
+    TlsFieldWithMode {
+        field: String,
+        mode: String,
+        hint: String,
+    },
+    /// A file-based TLS field next to `credentialName`.
+    #[error(
+        "`{field}` cannot be combined with `credentialName`: the secret supplies the certificate, key, CA and CRL; remove `{field}` or `credentialName`"
+    )]
+    TlsFieldWithCredentialName { field: String },
+    /// A verification field next to `insecureSkipVerify: true`.
+    #[error(
+        "`{field}` would be ignored because `insecureSkipVerify` is true; remove `{field}` or set `insecureSkipVerify: false`"
+    )]
+    TlsFieldWithInsecureSkipVerify { field: String },
+    /// A block that must set at least one field (`trafficPolicy: {}`).
+    #[error("`{field}` must set at least one field; remove it if nothing is needed")]
+    EmptyBlock { field: String },
+    /// Two or more fields of a protobuf oneof, or otherwise exclusive fields, together.
+    #[error("only one of {} may be set; remove all but one", .fields.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", "))]
+    OnlyOneOf { fields: Vec<String> },
+    /// A number outside its allowed range.
+    #[error("value {value} is out of range: must be {expected}")]
+    OutOfRange { value: String, expected: String },
+    /// A duration finer than a millisecond.
+    #[error(
+        "invalid duration {value:?}: only whole milliseconds are supported; round it, e.g. `1500ms`"
+    )]
+    DurationNotWholeMs { value: String },
+    /// A Maglev table size that Envoy rejects.
+    #[error(
+        "maglev `tableSize` {value} must be a prime number below 5000011; the default is 65537"
+    )]
+    InvalidMaglevTableSize { value: u64 },
+    /// A bad `region/zone/subzone` locality or locality setting.
+    #[error("invalid locality {value:?}: {hint}")]
+    InvalidLocality { value: String, hint: String },
+    /// Weights in `distribute[].to` that do not add up to 100.
+    #[error("locality weights add up to {total}; make them add up to 100")]
+    LocalityWeightTotal { total: u64 },
+    /// A field that only takes effect together with another one.
+    #[error(
+        "`{field}` only takes effect when `{requires}` is set; set `{requires}` or remove `{field}`"
+    )]
+    RequiresField { field: String, requires: String },
+    /// Two settings that contradict each other.
+    #[error("`{field}` conflicts with `{other}`: {hint}")]
+    ConflictingFields {
+        field: String,
+        other: String,
+        hint: String,
+    },
+    /// A port protocol Istio does not know.
+    #[error(
+        "unknown protocol `{value}`{}; use one of HTTP, HTTPS, HTTP2, GRPC, GRPC-Web, HTTP_PROXY, TCP, TLS, UDP, Mongo, Redis, MySQL (any case), or leave it empty to sniff",
+        suggestion_text(.suggestion)
+    )]
+    UnknownProtocol {
+        value: String,
+        suggestion: Option<String>,
+    },
+    /// An address that is not of the expected form.
+    #[error("invalid address {value:?}: expected {expected}")]
+    InvalidAddress { value: String, expected: String },
+    /// An `exportTo` entry or combination Istio rejects.
+    #[error("invalid exportTo {value:?}: {hint}")]
+    InvalidExportTo { value: String, hint: String },
+    /// A ServiceEntry setting that its `resolution` does not allow.
+    #[error("not allowed with resolution {resolution}: {hint}")]
+    ResolutionConflict { resolution: String, hint: String },
+    /// An endpoint port name that is not a port of the ServiceEntry.
+    #[error("endpoint port `{name}` is not a port name of this ServiceEntry; use one of: {}", .known.join(", "))]
+    UndefinedPortName { name: String, known: Vec<String> },
+    /// A label key or value Kubernetes would reject.
+    #[error("invalid label {label:?}: {reason}")]
+    InvalidLabel { label: String, reason: String },
+    /// A WorkloadEntry/endpoint with neither `address` nor `network`.
+    #[error(
+        "missing `address`: set it to an IP, a DNS name or `unix:///path`, or set `network` for an endpoint reached through that network's gateway"
+    )]
+    MissingAddress,
+}
+
+fn issuer_type_text(found: &[String]) -> String {
+    if found.is_empty() {
+        "no issuer type set: add exactly one of `selfSigned: {}`, `ca`, `sigil: {}`, `acme`, `vault` or `venafi`".to_owned()
+    } else {
+        format!(
+            "only one issuer type may be set, found {}; keep one",
+            found
+                .iter()
+                .map(|f| format!("`{f}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
 }
 
 fn suggestion_text(s: &Option<String>) -> String {

@@ -4,9 +4,12 @@
 use serde::Serialize;
 
 use crate::authz::AuthorizationPolicySpec;
+use crate::certmanager::{CertificateSpec, IssuerSpec};
 use crate::de::{DeError, from_node};
 use crate::error::{ErrorKind, ParseError};
+use crate::limits::{ParseLimits, check_size, limit_error, yaml_options};
 use crate::meta::{NamespaceSpec, Object, ObjectMeta};
+use crate::networking::{DestinationRuleSpec, ServiceEntrySpec, WorkloadEntrySpec};
 use crate::node::{Node, Pos, Value};
 use crate::peer_authn::PeerAuthenticationSpec;
 use crate::request_authn::RequestAuthenticationSpec;
@@ -27,6 +30,18 @@ pub enum Resource {
     RequestAuthentication(Object<RequestAuthenticationSpec>),
     /// Core `v1` `Namespace`.
     Namespace(Object<NamespaceSpec>),
+    /// `networking.istio.io/{v1,v1beta1,v1alpha3}` `DestinationRule`.
+    DestinationRule(Object<DestinationRuleSpec>),
+    /// `networking.istio.io/{v1,v1beta1,v1alpha3}` `ServiceEntry`.
+    ServiceEntry(Object<ServiceEntrySpec>),
+    /// `networking.istio.io/{v1,v1beta1,v1alpha3}` `WorkloadEntry`.
+    WorkloadEntry(Object<WorkloadEntrySpec>),
+    /// `cert-manager.io/v1` `Certificate`.
+    Certificate(Object<CertificateSpec>),
+    /// `cert-manager.io/v1` `Issuer` (namespaced).
+    Issuer(Object<IssuerSpec>),
+    /// `cert-manager.io/v1` `ClusterIssuer` (cluster-scoped).
+    ClusterIssuer(Object<IssuerSpec>),
 }
 
 impl Resource {
@@ -37,6 +52,11 @@ impl Resource {
             Resource::AuthorizationPolicy(o) => &o.metadata,
             Resource::RequestAuthentication(o) => &o.metadata,
             Resource::Namespace(o) => &o.metadata,
+            Resource::DestinationRule(o) => &o.metadata,
+            Resource::ServiceEntry(o) => &o.metadata,
+            Resource::WorkloadEntry(o) => &o.metadata,
+            Resource::Certificate(o) => &o.metadata,
+            Resource::Issuer(o) | Resource::ClusterIssuer(o) => &o.metadata,
         }
     }
 
@@ -47,6 +67,12 @@ impl Resource {
             Resource::AuthorizationPolicy(_) => "AuthorizationPolicy",
             Resource::RequestAuthentication(_) => "RequestAuthentication",
             Resource::Namespace(_) => "Namespace",
+            Resource::DestinationRule(_) => "DestinationRule",
+            Resource::ServiceEntry(_) => "ServiceEntry",
+            Resource::WorkloadEntry(_) => "WorkloadEntry",
+            Resource::Certificate(_) => "Certificate",
+            Resource::Issuer(_) => "Issuer",
+            Resource::ClusterIssuer(_) => "ClusterIssuer",
         }
     }
 
@@ -57,6 +83,11 @@ impl Resource {
             Resource::AuthorizationPolicy(o) => &o.api_version,
             Resource::RequestAuthentication(o) => &o.api_version,
             Resource::Namespace(o) => &o.api_version,
+            Resource::DestinationRule(o) => &o.api_version,
+            Resource::ServiceEntry(o) => &o.api_version,
+            Resource::WorkloadEntry(o) => &o.api_version,
+            Resource::Certificate(o) => &o.api_version,
+            Resource::Issuer(o) | Resource::ClusterIssuer(o) => &o.api_version,
         }
     }
 }
@@ -72,6 +103,12 @@ struct KindEntry {
 }
 
 const ISTIO_SECURITY: &[&str] = &["security.istio.io/v1", "security.istio.io/v1beta1"];
+const ISTIO_NETWORKING: &[&str] = &[
+    "networking.istio.io/v1",
+    "networking.istio.io/v1beta1",
+    "networking.istio.io/v1alpha3",
+];
+const CERT_MANAGER: &[&str] = &["cert-manager.io/v1"];
 
 const KINDS: &[KindEntry] = &[
     KindEntry {
@@ -93,6 +130,36 @@ const KINDS: &[KindEntry] = &[
         api_versions: &["v1"],
         kind: "Namespace",
         decode: |n| from_node(n, "").map(Resource::Namespace),
+    },
+    KindEntry {
+        api_versions: ISTIO_NETWORKING,
+        kind: "DestinationRule",
+        decode: |n| from_node(n, "").map(Resource::DestinationRule),
+    },
+    KindEntry {
+        api_versions: ISTIO_NETWORKING,
+        kind: "ServiceEntry",
+        decode: |n| from_node(n, "").map(Resource::ServiceEntry),
+    },
+    KindEntry {
+        api_versions: ISTIO_NETWORKING,
+        kind: "WorkloadEntry",
+        decode: |n| from_node(n, "").map(Resource::WorkloadEntry),
+    },
+    KindEntry {
+        api_versions: CERT_MANAGER,
+        kind: "Certificate",
+        decode: |n| from_node(n, "").map(Resource::Certificate),
+    },
+    KindEntry {
+        api_versions: CERT_MANAGER,
+        kind: "Issuer",
+        decode: |n| from_node(n, "").map(Resource::Issuer),
+    },
+    KindEntry {
+        api_versions: CERT_MANAGER,
+        kind: "ClusterIssuer",
+        decode: |n| from_node(n, "").map(Resource::ClusterIssuer),
     },
 ];
 
@@ -121,13 +188,32 @@ pub(crate) fn supported_kinds_text() -> String {
 /// All-or-nothing: if any document has a problem, every problem found (in every document)
 /// is returned and no resource is. Each error names `file_name`, the 0-based document index,
 /// the line and column, and the field path. Empty documents are skipped, like kubectl.
+/// Hostile input is bounded by [`ParseLimits::default`]; see [`parse_documents_with_limits`].
 pub fn parse_documents(file_name: &str, text: &str) -> Result<Vec<Resource>, Vec<ParseError>> {
-    let mut options = serde_saphyr::Options::default();
-    options.strict_booleans = true;
-    let nodes: Vec<Node> = match serde_saphyr::from_multiple_with_options(text, options) {
-        Ok(nodes) => nodes,
-        Err(e) => return Err(vec![yaml_error(file_name, text, &e)]),
-    };
+    parse_documents_with_limits(file_name, text, &ParseLimits::default())
+}
+
+/// [`parse_documents`] with explicit [`ParseLimits`]. Input over `max_bytes` is refused
+/// before parsing; depth, document, node and alias-expansion limits stop the parser early.
+pub fn parse_documents_with_limits(
+    file_name: &str,
+    text: &str,
+    limits: &ParseLimits,
+) -> Result<Vec<Resource>, Vec<ParseError>> {
+    if let Some((pos, kind)) = check_size(text, limits) {
+        return Err(vec![ParseError::new(
+            file_name,
+            0,
+            pos,
+            String::new(),
+            kind,
+        )]);
+    }
+    let nodes: Vec<Node> =
+        match serde_saphyr::from_multiple_with_options(text, yaml_options(limits)) {
+            Ok(nodes) => nodes,
+            Err(e) => return Err(vec![yaml_error(file_name, text, &e, limits)]),
+        };
     let mut resources = Vec::new();
     let mut errors = Vec::new();
     for node in &nodes {
@@ -213,7 +299,12 @@ fn decode_document(node: &Node) -> Result<Resource, DeError> {
     }
 }
 
-fn yaml_error(file_name: &str, text: &str, e: &serde_saphyr::Error) -> ParseError {
+fn yaml_error(
+    file_name: &str,
+    text: &str,
+    e: &serde_saphyr::Error,
+    limits: &ParseLimits,
+) -> ParseError {
     let pos = e
         .location()
         .map(|l| Pos {
@@ -221,7 +312,7 @@ fn yaml_error(file_name: &str, text: &str, e: &serde_saphyr::Error) -> ParseErro
             column: l.column(),
         })
         .unwrap_or_default();
-    let kind = match e.without_snippet() {
+    let kind = limit_error(e, limits).unwrap_or_else(|| match e.without_snippet() {
         serde_saphyr::Error::DuplicateMappingKey { key, .. } => ErrorKind::DuplicateKey {
             key: key.clone().unwrap_or_default(),
         },
@@ -229,17 +320,17 @@ fn yaml_error(file_name: &str, text: &str, e: &serde_saphyr::Error) -> ParseErro
         other => ErrorKind::Syntax {
             message: first_line(&other.to_string()),
         },
-    };
+    });
     let path = match kind {
-        ErrorKind::DuplicateKey { .. } => duplicate_key_path(text, pos).unwrap_or_default(),
+        ErrorKind::DuplicateKey { .. } => duplicate_key_path(text, pos, limits).unwrap_or_default(),
         _ => String::new(),
     };
     ParseError::new(file_name, document_index(text, pos.line), pos, path, kind)
 }
 
 /// Re-reads the stream keeping repeated keys, to name the field path of the duplicate.
-fn duplicate_key_path(text: &str, pos: Pos) -> Option<String> {
-    let mut options = serde_saphyr::Options::default();
+fn duplicate_key_path(text: &str, pos: Pos, limits: &ParseLimits) -> Option<String> {
+    let mut options = yaml_options(limits);
     options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::PassThrough;
     let nodes: Vec<Node> = serde_saphyr::from_multiple_with_options(text, options).ok()?;
     nodes.iter().find_map(|n| n.path_of_key(pos, ""))

@@ -51,6 +51,32 @@ pub fn validate(resource: &Resource) -> Vec<Violation> {
             request_authentication(&o.spec, &mut out);
         }
         Resource::Namespace(o) => meta(&o.metadata, true, &mut out),
+        Resource::Certificate(o) => {
+            meta(&o.metadata, false, &mut out);
+            out.0
+                .extend(crate::validate_certmanager::certificate(&o.spec));
+        }
+        Resource::Issuer(o) => {
+            meta(&o.metadata, false, &mut out);
+            out.0.extend(crate::validate_certmanager::issuer(&o.spec));
+        }
+        Resource::ClusterIssuer(o) => {
+            meta(&o.metadata, false, &mut out);
+            out.0.extend(crate::validate_certmanager::cluster_issuer(o));
+        }
+        Resource::DestinationRule(o) => {
+            meta(&o.metadata, false, &mut out);
+            out.0
+                .extend(crate::validate_networking::destination_rule(o));
+        }
+        Resource::ServiceEntry(o) => {
+            meta(&o.metadata, false, &mut out);
+            out.0.extend(crate::validate_networking::service_entry(o));
+        }
+        Resource::WorkloadEntry(o) => {
+            meta(&o.metadata, false, &mut out);
+            out.0.extend(crate::validate_networking::workload_entry(o));
+        }
     }
     out.0
 }

@@ -325,10 +325,10 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "unsupported kind",
-            yaml: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata:\n  name: a\n".into(),
+            yaml: "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: a\n".into(),
             path: "kind",
             line: 2,
-            kind: |k| matches!(k, ErrorKind::UnsupportedKind { kind, .. } if kind == "DestinationRule"),
+            kind: |k| matches!(k, ErrorKind::UnsupportedKind { kind, .. } if kind == "VirtualService"),
         },
         Case {
             name: "unsupported version of a known kind",

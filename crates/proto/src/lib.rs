@@ -9,6 +9,11 @@ pub mod sigil {
             tonic::include_proto!("sigil.node.v1");
         }
     }
+    pub mod config {
+        pub mod v1 {
+            tonic::include_proto!("sigil.config.v1");
+        }
+    }
     pub mod admin {
         pub mod v1 {
             tonic::include_proto!("sigil.admin.v1");
@@ -23,6 +28,9 @@ pub mod workload {
 
 /// The node API (agents → server).
 pub use sigil::node::v1 as node;
+
+/// Mesh configuration for the data plane (server → agent → proxies).
+pub use sigil::config::v1 as config;
 
 /// The admin API (CLI → server, over the admin Unix socket).
 pub use sigil::admin::v1 as admin;

@@ -436,6 +436,33 @@ impl Admin for AdminApi {
         }))
     }
 
+    async fn apply_config(
+        &self,
+        req: Request<api::ApplyConfigRequest>,
+    ) -> Result<Response<api::ApplyConfigResponse>, Status> {
+        crate::mesh::admin::apply(&self.shared, req.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn get_config(
+        &self,
+        req: Request<api::GetConfigRequest>,
+    ) -> Result<Response<api::GetConfigResponse>, Status> {
+        crate::mesh::admin::get(&self.shared, req.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn delete_config(
+        &self,
+        req: Request<api::DeleteConfigRequest>,
+    ) -> Result<Response<api::ApplyConfigResponse>, Status> {
+        crate::mesh::admin::delete(&self.shared, req.into_inner())
+            .await
+            .map(Response::new)
+    }
+
     async fn health(
         &self,
         _req: Request<api::HealthRequest>,

@@ -32,5 +32,7 @@ pub async fn connect(socket: &Path) -> anyhow::Result<AdminClient<Channel>> {
                 socket.display()
             )
         })?;
-    Ok(AdminClient::new(channel))
+    Ok(AdminClient::new(channel)
+        .max_decoding_message_size(crate::ADMIN_MAX_MESSAGE)
+        .max_encoding_message_size(crate::ADMIN_MAX_MESSAGE))
 }

@@ -8,6 +8,7 @@ pub mod ca_handle;
 pub mod config;
 mod convert;
 mod jwt_api;
+pub mod mesh;
 pub mod metrics;
 pub mod node_api;
 pub mod node_client;
@@ -33,6 +34,9 @@ use crate::config::ServerConfig;
 use crate::metrics::Metrics;
 use crate::state::{Shared, now_unix};
 use crate::tasks::Tasks;
+
+/// Largest admin API message (a `sigil apply` of many files, a `sigil get` of everything).
+pub const ADMIN_MAX_MESSAGE: usize = 16 << 20;
 
 /// How often the server checks CA rotation, syncs the bundle and prunes.
 const HOUSEKEEPING: Duration = Duration::from_secs(5);
@@ -116,7 +120,12 @@ pub async fn build(cfg: ServerConfig) -> anyhow::Result<Bound> {
         }
     };
     let metrics = Arc::new(Metrics::new());
+    let config = mesh::ConfigHub::load(ds.as_ref())
+        .await
+        .context("cannot read the mesh configuration from the datastore")?;
+    metrics.config_revision.set(config.current().revision);
     let shared = Arc::new(Shared {
+        config,
         cfg: cfg.clone(),
         server_id: server_id.clone(),
         ds,
@@ -167,7 +176,9 @@ pub async fn build(cfg: ServerConfig) -> anyhow::Result<Bound> {
         .with_context(|| format!("cannot bind the admin socket {}", cfg.socket_path.display()))?;
     let admin = sigil_proto::admin::admin_server::AdminServer::new(admin_api::AdminApi {
         shared: shared.clone(),
-    });
+    })
+    .max_decoding_message_size(ADMIN_MAX_MESSAGE)
+    .max_encoding_message_size(ADMIN_MAX_MESSAGE);
     let mut rx = shutdown_rx.clone();
     tasks.spawn(async move {
         tonic::transport::Server::builder()
@@ -231,6 +242,34 @@ pub async fn build(cfg: ServerConfig) -> anyhow::Result<Bound> {
                 warn!(error = %e, "cannot prune expired join tokens");
             }
             s.refresh_counts().await;
+        }
+    });
+
+    // Configuration applied through another replica (shared PostgreSQL) reaches this one's
+    // agents within one poll.
+    let s = shared.clone();
+    let mut rx = shutdown_rx.clone();
+    tasks.spawn(async move {
+        let mut failing = false;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(mesh::POLL) => {}
+                _ = rx.wait_for(|s| *s) => return Ok(()),
+            }
+            match s.config.refresh(s.ds.as_ref()).await {
+                Ok(_) => {
+                    if failing {
+                        info!("mesh configuration reload works again");
+                    }
+                    failing = false;
+                    s.metrics.config_revision.set(s.config.current().revision);
+                }
+                Err(e) if !failing => {
+                    failing = true;
+                    warn!(error = %e, "cannot reload the mesh configuration; agents keep the current one");
+                }
+                Err(_) => {}
+            }
         }
     });
 

@@ -32,6 +32,12 @@ pub struct AttestLabels {
     pub result: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    /// `ok`, `invalid` (refused documents) or `error` (datastore).
+    pub result: String,
+}
+
 /// The server's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -41,6 +47,12 @@ pub struct Metrics {
     pub ca_expiry: Gauge,
     pub entries: Gauge,
     pub agents: Gauge,
+    /// `sigil apply`/`delete` calls by result.
+    pub config_applies: Family<ResultLabel, Counter>,
+    /// The configuration revision being delivered.
+    pub config_revision: Gauge,
+    /// Agents' configuration streams open on this replica.
+    pub config_streams: Gauge,
 }
 
 impl Metrics {
@@ -72,8 +84,29 @@ impl Metrics {
         );
         let agents = Gauge::default();
         registry.register("agents", "Attested agents in the datastore", agents.clone());
+        let config_applies = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "config_applies",
+            "Configuration apply/delete calls, by result (invalid: refused, nothing stored)",
+            config_applies.clone(),
+        );
+        let config_revision = Gauge::default();
+        registry.register(
+            "config_revision",
+            "Store revision of the mesh configuration being delivered to agents",
+            config_revision.clone(),
+        );
+        let config_streams = Gauge::default();
+        registry.register(
+            "config_streams",
+            "Agent configuration streams open on this replica",
+            config_streams.clone(),
+        );
         Metrics {
             registry,
+            config_applies,
+            config_revision,
+            config_streams,
             svids,
             attestations,
             ca_expiry,

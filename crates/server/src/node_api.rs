@@ -327,6 +327,49 @@ impl Node for NodeApi {
         Ok(Response::new(pb::GetBundlesResponse { own, federated }))
     }
 
+    type StreamConfigStream = ReceiverStream<Result<sigil_proto::config::ConfigSnapshot, Status>>;
+
+    async fn stream_config(
+        &self,
+        req: Request<sigil_proto::config::WatchConfigRequest>,
+    ) -> Result<Response<Self::StreamConfigStream>, Status> {
+        let peer = peer_of(&req);
+        let caller = self.authenticate(peer.clone()).await?;
+        let known = req.into_inner().known_revision;
+        let (tx, rx) = mpsc::channel(2);
+        let api = self.clone();
+        info!(agent = %caller.id, known_revision = known, "agent opened the configuration stream");
+        tokio::spawn(async move {
+            let metrics = api.shared.metrics.clone();
+            metrics.config_streams.inc();
+            let mut updates = api.shared.config.subscribe();
+            // `known_revision` 0 means "I hold nothing": even an empty configuration is sent.
+            let mut sent = (known != 0).then_some(known);
+            loop {
+                let snapshot = updates.borrow_and_update().clone();
+                if sent != Some(snapshot.revision) {
+                    // Checked again before every push: an evicted or banned agent stops
+                    // receiving configuration on an already open stream.
+                    if let Err(status) = api.authenticate(peer.clone()).await {
+                        warn!(agent = %caller.id, reason = %status.message(), "configuration stream closed: agent no longer authorized");
+                        let _ = tx.send(Err(status)).await;
+                        break;
+                    }
+                    if tx.send(Ok(snapshot.to_pb())).await.is_err() {
+                        break;
+                    }
+                    sent = Some(snapshot.revision);
+                }
+                tokio::select! {
+                    changed = updates.changed() => if changed.is_err() { break },
+                    _ = tx.closed() => break,
+                }
+            }
+            metrics.config_streams.dec();
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
     async fn new_jwtsvid(
         &self,
         req: Request<pb::NewJwtsvidRequest>,

@@ -20,12 +20,22 @@ pub fn now_unix() -> i64 {
         .unwrap_or(0)
 }
 
+/// Milliseconds since the Unix epoch.
+pub fn now_unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 pub struct Shared {
     pub cfg: ServerConfig,
     pub server_id: String,
     pub ds: Arc<dyn DataStore>,
     pub ca: CaHandle,
     pub metrics: Arc<Metrics>,
+    /// The mesh configuration delivered to agents.
+    pub config: crate::mesh::ConfigHub,
     /// Roots agents' x509pop certificates must chain to; `None` disables x509pop.
     pub x509pop_roots: Option<Vec<CertificateDer<'static>>>,
 }

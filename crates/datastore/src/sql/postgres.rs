@@ -130,6 +130,13 @@ async fn begin_write(
     pool.begin().await
 }
 
+/// A read transaction on one snapshot: under PostgreSQL's default READ COMMITTED each
+/// statement would see its own.
+async fn begin_read(pool: &Pool<Db>) -> std::result::Result<Transaction<'static, Db>, sqlx::Error> {
+    pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .await
+}
+
 /// SQLSTATEs that mean the database cannot work right now, with what to do about them.
 fn unavailable_hint(e: &(dyn DatabaseError + 'static)) -> Option<&'static str> {
     let code = e.code()?;

@@ -116,6 +116,11 @@ async fn begin_write(
     pool.begin_with("BEGIN IMMEDIATE").await
 }
 
+/// A read transaction: in WAL mode its first read fixes the snapshot every later read sees.
+async fn begin_read(pool: &Pool<Db>) -> std::result::Result<Transaction<'static, Db>, sqlx::Error> {
+    pool.begin().await
+}
+
 /// The primary result code (the low byte of SQLite's extended code).
 fn primary_code(e: &(dyn DatabaseError + 'static)) -> Option<i64> {
     e.code()

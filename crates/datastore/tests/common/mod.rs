@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 mod agents;
+mod config;
 mod entries;
 mod misc;
 
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use agents::*;
+pub use config::*;
 pub use entries::*;
 pub use misc::*;
 use sigil_datastore::{
@@ -48,6 +50,14 @@ macro_rules! conformance_tests {
             issued_certs,
             revision_increments,
             persistence_across_reopen,
+            config_lifecycle,
+            config_batches_are_atomic,
+            config_list_filters_and_order,
+            config_revision_tracks_config_changes,
+            config_snapshot_is_consistent,
+            config_concurrent_puts,
+            config_persists_across_reopen,
+            config_upgrade_from_0001,
         );
     };
     (@cases $runner:ident; $($case:ident),* $(,)?) => {

@@ -1,11 +1,13 @@
 //! Query code shared by both backends, compiled once for each (see `sql/mod.rs`).
 //!
 //! The parent module provides `Db` (the sqlx database), `BACKEND`, `POOL_TIMEOUT_HINT`,
-//! `begin_write` (how a write transaction starts) and `unavailable_hint` (which database errors
-//! mean "cannot work right now" rather than a bug).
+//! `begin_write` (how a write transaction starts), `begin_read` (how a read transaction on one
+//! snapshot starts) and `unavailable_hint` (which database errors mean "cannot work right now"
+//! rather than a bug).
 
 mod agents;
 mod bundles;
+mod config;
 mod entries;
 mod issued;
 mod tokens;
@@ -16,7 +18,7 @@ use async_trait::async_trait;
 use sqlx::migrate::MigrateError;
 use sqlx::{Pool, QueryBuilder, Row, Transaction};
 
-use super::{BACKEND, Db, POOL_TIMEOUT_HINT, begin_write, unavailable_hint};
+use super::{BACKEND, Db, POOL_TIMEOUT_HINT, begin_read, begin_write, unavailable_hint};
 use crate::error::{Backend, Error, Result};
 use crate::open::{Clock, OpenOptions};
 use crate::selector::SelectorMatch;
@@ -71,6 +73,11 @@ impl SqlStore {
         .await
         .map_err(|e| self.err(e))?;
         Ok((tx, revision))
+    }
+
+    /// Starts a read-only transaction whose reads all see one snapshot.
+    async fn begin_snapshot(&self) -> Result<Tx> {
+        begin_read(&self.pool).await.map_err(|e| self.err(e))
     }
 
     async fn commit(&self, tx: Tx) -> Result<()> {
