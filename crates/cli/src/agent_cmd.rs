@@ -61,6 +61,16 @@ pub enum FetchCmd {
     X509(FetchX509Args),
     /// JWT-SVIDs for an audience.
     Jwt(FetchJwtArgs),
+    /// The mesh configuration the agent serves to local proxies (its MeshConfig service).
+    Config(FetchConfigArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FetchConfigArgs {
+    #[command(flatten)]
+    socket: WorkloadSocketArg,
+    #[arg(long = "output", short = 'o', value_enum, default_value_t = OutputFormat::Pretty)]
+    output: OutputFormat,
 }
 
 #[derive(Debug, Args)]
@@ -182,7 +192,40 @@ pub async fn api(cmd: ApiCmd) -> anyhow::Result<()> {
     match f {
         FetchCmd::X509(a) => fetch_x509(a).await,
         FetchCmd::Jwt(a) => fetch_jwt(a).await,
+        FetchCmd::Config(a) => fetch_config(a).await,
     }
+}
+
+async fn fetch_config(a: FetchConfigArgs) -> anyhow::Result<()> {
+    let mut c = sigil_agent::client::connect_config(&a.socket.path()?).await?;
+    let s = c
+        .get_config(sigil_proto::config::GetConfigRequest {})
+        .await
+        .map_err(crate::admin::status)?
+        .into_inner();
+    match a.output {
+        OutputFormat::Json => {
+            let objects: Vec<serde_json::Value> = s
+                .resources
+                .iter()
+                .map(|r| serde_json::from_str(&r.json))
+                .collect::<Result<_, _>>()?;
+            let v = serde_json::json!({"revision": s.revision, "objects": objects});
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        OutputFormat::Pretty => {
+            println!("Revision {}: {} object(s)", s.revision, s.resources.len());
+            for r in &s.resources {
+                let at = if r.namespace.is_empty() {
+                    r.name.clone()
+                } else {
+                    format!("{}/{}", r.namespace, r.name)
+                };
+                println!("  {} {at} (generation {})", r.kind, r.generation);
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn fetch_x509(a: FetchX509Args) -> anyhow::Result<()> {

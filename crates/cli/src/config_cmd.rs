@@ -268,16 +268,21 @@ pub async fn get(a: GetArgs) -> anyhow::Result<()> {
     let namespace = a.namespace.clone().unwrap_or_default();
     let mut resources = Vec::new();
     if a.names.is_empty() {
-        let resp = client
-            .get_config(api::GetConfigRequest {
-                kind: a.kind.clone(),
-                name: String::new(),
-                namespace: namespace.clone(),
-                all_namespaces: a.all_namespaces,
-            })
-            .await
-            .map_err(status)?;
-        resources = resp.into_inner().resources;
+        // `sigil get pa,ap` as kubectl: several kinds, comma-separated.
+        for kind in a.kind.split(',').filter(|k| !k.is_empty()) {
+            let resp = client
+                .get_config(api::GetConfigRequest {
+                    kind: kind.to_owned(),
+                    name: String::new(),
+                    namespace: namespace.clone(),
+                    all_namespaces: a.all_namespaces,
+                })
+                .await
+                .map_err(status)?;
+            resources.extend(resp.into_inner().resources);
+        }
+    } else if a.kind.contains(',') {
+        bail!("names need a single kind: sigil get KIND NAME...");
     } else {
         for name in &a.names {
             let resp = client

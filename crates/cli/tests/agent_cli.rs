@@ -252,3 +252,77 @@ fn agent_without_a_way_to_attest_exits_with_the_fix() {
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--server-address"));
 }
+
+/// Two server replicas share PostgreSQL; the agent talks to replica B. Configuration applied
+/// through replica A reaches the agent, and the agent serves it to proxies.
+#[test]
+fn configuration_applied_on_one_replica_reaches_agents_of_another() {
+    let Some(db) = common::PgDb::create() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let port_a = free_port().to_string();
+    let port_b = free_port();
+    let port_b_text = port_b.to_string();
+    let a = ServerProc::start_with(
+        &dir.path().join("a"),
+        Some(&db.url),
+        &["--bind-port", &port_a, "--server-id", "replica-a"],
+    );
+    let b = ServerProc::start_with(
+        &dir.path().join("b"),
+        Some(&db.url),
+        &["--bind-port", &port_b_text, "--server-id", "replica-b"],
+    );
+    let node = dir.path().join("node");
+    std::fs::create_dir_all(&node).unwrap();
+    let agent = start_agent(&node, &b, port_b);
+    let config = |fmt: &str| {
+        Command::new(SIGIL)
+            .args(["agent", "api", "fetch", "config", "-o", fmt, "-socketPath"])
+            .arg(&agent.socket)
+            .output()
+            .unwrap()
+    };
+
+    let policy = dir.path().join("strict.yaml");
+    std::fs::write(
+        &policy,
+        "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata:\n  name: default\n  namespace: payments\nspec:\n  mtls:\n    mode: STRICT\n",
+    )
+    .unwrap();
+    let applied_at = Instant::now();
+    let out = a.ok(&["apply", "-f", policy.to_str().unwrap()]);
+    assert_eq!(
+        out.trim(),
+        "peerauthentication.security.istio.io/default created"
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let seen = loop {
+        let out = config("json");
+        if out.status.success() {
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            if let Some(o) = v["objects"].as_array().and_then(|o| o.first()) {
+                break o.clone();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the agent behind replica B never got the configuration: {}",
+            std::fs::read_to_string(&agent.log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    println!("apply on A → agent on B: {:?}", applied_at.elapsed());
+    assert_eq!(seen["kind"], "PeerAuthentication");
+    assert_eq!(seen["spec"]["mtls"]["mode"], "STRICT");
+    assert_eq!(seen["metadata"]["generation"], 1);
+    let text = String::from_utf8(config("pretty").stdout).unwrap();
+    assert!(
+        text.contains("PeerAuthentication payments/default (generation 1)"),
+        "{text}"
+    );
+    drop(agent);
+    a.stop();
+    b.stop();
+}

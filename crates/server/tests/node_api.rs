@@ -650,3 +650,96 @@ fn conn_params(
         h.bound.shared.ca.trusted_roots(),
     )
 }
+
+/// The configuration stream: only attested agents; the current snapshot at once for an agent
+/// holding nothing; nothing for one already holding the current revision (resume after a
+/// reconnect); then one snapshot per change; an evicted agent's stream is closed.
+#[tokio::test]
+async fn config_stream_resumes_from_the_agents_revision() {
+    use sigil_proto::config::WatchConfigRequest;
+    let mut h = start(|_, _| {}).await;
+    let mut anon = h.client(None).await;
+    let refused = anon
+        .stream_config(WatchConfigRequest { known_revision: 0 })
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+
+    let token = h.token(600, "").await;
+    let agent = node_client::attest_join_token(&mut anon, &token)
+        .await
+        .unwrap();
+    let mut c = h.client(Some(&agent.identity)).await;
+    let apply = |text: &'static str| api::ApplyConfigRequest {
+        documents: vec![api::ConfigDocument {
+            file_name: "pa.yaml".into(),
+            text: text.into(),
+        }],
+        ..Default::default()
+    };
+    let applied = h
+        .admin
+        .apply_config(apply("apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata:\n  name: default\n  namespace: payments\nspec:\n  mtls:\n    mode: STRICT\n"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(applied.errors.is_empty(), "{:?}", applied.errors);
+
+    let mut fresh = c
+        .stream_config(WatchConfigRequest { known_revision: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = fresh.message().await.unwrap().unwrap();
+    assert_eq!(first.revision, applied.revision);
+    assert_eq!(first.resources.len(), 1);
+
+    let mut resumed = c
+        .stream_config(WatchConfigRequest {
+            known_revision: applied.revision,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(800), resumed.message())
+            .await
+            .is_err(),
+        "an agent holding the current revision must not be sent it again"
+    );
+
+    // A change is pushed on the open stream.
+    let changed = h
+        .admin
+        .apply_config(apply("apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata:\n  name: default\n  namespace: payments\nspec:\n  mtls:\n    mode: PERMISSIVE\n"))
+        .await
+        .unwrap()
+        .into_inner();
+    let next = tokio::time::timeout(Duration::from_secs(5), resumed.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(next.revision, changed.revision);
+    assert!(next.resources[0].json.contains("PERMISSIVE"));
+
+    // Eviction: the next push is refused on the open stream.
+    h.admin
+        .evict_agent(api::GetAgentRequest {
+            spiffe_id: agent.id.to_string(),
+        })
+        .await
+        .unwrap();
+    h.admin
+        .apply_config(apply(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: payments\n",
+        ))
+        .await
+        .unwrap();
+    let end = tokio::time::timeout(Duration::from_secs(5), resumed.message())
+        .await
+        .unwrap();
+    assert_eq!(end.unwrap_err().code(), tonic::Code::PermissionDenied);
+    h.bound.shutdown().await;
+}

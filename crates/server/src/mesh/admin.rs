@@ -168,7 +168,15 @@ pub async fn delete(
                     info.plural, info.plural
                 )));
             }
-            keys.push((key_for(info, &k.namespace, &k.name), String::new()));
+            let key = key_for(info, &k.namespace, &k.name);
+            // The stored apiVersion, so the CLI can name the object as kubectl does.
+            let api_version =
+                s.ds.get_config(&key)
+                    .await
+                    .map_err(ds_status)?
+                    .map(|c| c.api_version)
+                    .unwrap_or_default();
+            keys.push((key, api_version));
         }
         keys
     } else {
