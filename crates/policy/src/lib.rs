@@ -1,4 +1,4 @@
-//! Istio security policy vocabulary for Sigil: decode users' Istio YAML verbatim and
+//! Istio and cert-manager resources for Sigil: decode users' YAML verbatim and
 //! validate it the way the Istio webhook does. Pure: no IO, no async.
 //!
 //! Entry point: [`parse_documents`] turns a multi-document YAML file into validated
