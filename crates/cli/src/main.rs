@@ -7,6 +7,7 @@ mod config_table;
 mod entry;
 mod ops;
 mod output;
+mod proxy_cmd;
 mod spire_flags;
 
 use std::path::PathBuf;
@@ -51,6 +52,9 @@ enum Cmd {
     Get(config_cmd::GetArgs),
     /// Deletes mesh configuration: sigil delete -f FILE, or sigil delete KIND NAME -n NS.
     Delete(config_cmd::DeleteArgs),
+    /// The mTLS proxy beside a workload.
+    #[command(subcommand)]
+    Proxy(proxy_cmd::ProxyCmd),
 }
 
 #[derive(Debug, Subcommand)]
@@ -222,6 +226,7 @@ async fn dispatch(cli: Cli) -> Result<(), (u8, anyhow::Error)> {
         Cmd::Apply(a) => op(config_cmd::apply(a).await),
         Cmd::Get(a) => op(config_cmd::get(a).await),
         Cmd::Delete(a) => op(config_cmd::delete(a).await),
+        Cmd::Proxy(c) => proxy_cmd::run(c).await,
     }
 }
 

@@ -339,6 +339,7 @@ fn delete_by_file_and_by_name() {
     assert_eq!(
         left.lines().collect::<Vec<_>>(),
         [
+            "authorizationpolicy.security.istio.io/billing-service-health",
             "authorizationpolicy.security.istio.io/billing-service-policy",
             "certificate.cert-manager.io/billing-service-cert",
         ]

@@ -129,6 +129,14 @@ impl IdentitySource {
         }
     }
 
+    /// A source that holds no identity and never gets one (tests of "not ready").
+    pub fn empty() -> Self {
+        IdentitySource {
+            current: Arc::new(ArcSwapOption::empty()),
+            changed: watch::channel(0).1,
+        }
+    }
+
     pub fn current(&self) -> Option<Arc<Identity>> {
         self.current.load_full()
     }
@@ -136,6 +144,12 @@ impl IdentitySource {
     /// Resolves on the next change.
     pub fn changes(&self) -> watch::Receiver<u64> {
         self.changed.clone()
+    }
+
+    /// Replaces the identity (tests and harnesses driving rotation directly; mirrors
+    /// [`crate::mesh::MeshSource::replace`]). New handshakes use it, open connections keep theirs.
+    pub fn replace(&self, identity: Identity) {
+        self.current.store(Some(Arc::new(identity)));
     }
 }
 

@@ -10,9 +10,13 @@
 //! - admin and stats endpoints, and a JSON access log.
 
 pub mod access_log;
+pub mod admin;
 pub mod config;
 pub mod identity;
+pub mod inbound;
 pub mod mesh;
+pub mod outbound;
+pub mod run;
 pub mod stats;
 pub mod testing;
 
@@ -26,4 +30,26 @@ pub struct Context {
     pub mesh: mesh::MeshSource,
     pub stats: Arc<stats::Stats>,
     pub access_log: access_log::AccessLog,
+}
+
+/// ALPN values that mark a connection as mesh mTLS (sniffed on PERMISSIVE ports) and that the
+/// outbound side offers. Istio's values are accepted so Istio sidecars interoperate.
+pub mod alpn {
+    /// Sigil's own marker.
+    pub const SIGIL: &[u8] = b"sigil-mtls";
+    /// Istio's markers (`istio-peer-exchange` is sent by older sidecars).
+    pub const ISTIO: &[&[u8]] = &[
+        b"istio",
+        b"istio-peer-exchange",
+        b"istio-http/1.0",
+        b"istio-http/1.1",
+        b"istio-h2",
+    ];
+    pub const H2: &[u8] = b"h2";
+    pub const HTTP11: &[u8] = b"http/1.1";
+
+    /// Whether a ClientHello offering `p` comes from a mesh peer.
+    pub fn is_mesh(p: &[u8]) -> bool {
+        p == SIGIL || ISTIO.contains(&p)
+    }
 }

@@ -117,6 +117,14 @@ impl MeshSource {
         self.changed.clone()
     }
 
+    /// Whether a view has been delivered at least once (any revision, 0 included). A
+    /// [`fixed`](Self::fixed) source counts as delivered. `/ready` waits for this.
+    pub fn received(&self) -> bool {
+        // The stored receiver never marks a value seen, so any send since creation shows
+        // here; a closed channel is a fixed source (or a stopped watcher).
+        self.changed.has_changed().unwrap_or(true)
+    }
+
     /// Replaces the view (used by the watcher, and by tests driving policy directly).
     pub fn replace(&self, view: MeshView) {
         self.current.store(Arc::new(view));

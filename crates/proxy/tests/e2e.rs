@@ -1,0 +1,360 @@
+//! The mesh end to end, in one process with real sockets: a server, an agent, three proxies
+//! (billing, checkout, frontend) and their apps. Identity from the agent's Workload API
+//! (three entries for this uid, each proxy picks its SPIFFE ID), policy applied with the admin
+//! API exactly as `sigil apply` sends it.
+//!
+//! - PERMISSIVE: checkout → billing over mTLS (XFCC names checkout), a plaintext client also
+//!   reaches billing;
+//! - the seed AuthorizationPolicy: checkout may POST /api/v1/charge, frontend gets 403;
+//! - STRICT applied: takes effect without restarts, plaintext is refused, the 9090 health port
+//!   (portLevelMtls DISABLE) still answers plaintext.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use sigil_agent::config::{AgentConfig, FileConfig as AgentFile};
+use sigil_proto::admin::{self as api, admin_client::AdminClient};
+use sigil_proto::node as pb;
+use sigil_proxy::config::ProxyConfig;
+use sigil_server::config::{FileConfig, ServerConfig};
+use tonic::transport::Channel;
+
+const TD: &str = "cluster.local";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn my_uid() -> u32 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// A tiny HTTP/1.1 app: answers every request with 200 and, in the body, the
+/// X-Forwarded-Client-Cert header it received (or "-").
+fn start_app() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut c) = conn else { continue };
+            std::thread::spawn(move || {
+                let _ = c.set_read_timeout(Some(Duration::from_secs(30)));
+                let mut buf = Vec::new();
+                let mut tmp = [0u8; 4096];
+                loop {
+                    // One request head at a time (no bodies larger than the read).
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match c.read(&mut tmp) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                        }
+                    }
+                    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                    let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse().ok())?
+                        })
+                        .unwrap_or(0);
+                    while buf.len() < end + len {
+                        match c.read(&mut tmp) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                        }
+                    }
+                    buf.drain(..end + len);
+                    let xfcc = head
+                        .lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case("x-forwarded-client-cert")
+                                .then(|| v.trim().to_owned())
+                        })
+                        .unwrap_or_else(|| "-".into());
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\ncontent-type: text/plain\r\n\r\n{xfcc}",
+                        xfcc.len()
+                    );
+                    if c.write_all(resp.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// One HTTP/1.1 request on a new plaintext connection: (status, body), or the I/O error.
+fn http(addr: SocketAddr, method: &str, path: &str) -> std::io::Result<(u16, String)> {
+    let mut c = TcpStream::connect(addr)?;
+    c.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nhost: billing-service.payments.svc.cluster.local\r\ncontent-length: 0\r\nconnection: close\r\nx-forwarded-client-cert: By=forged\r\n\r\n"
+    );
+    c.write_all(req.as_bytes())?;
+    let mut out = Vec::new();
+    c.read_to_end(&mut out)?;
+    let text = String::from_utf8_lossy(&out).to_string();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("no HTTP response: {text:?}")))?;
+    let body = text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("").to_owned();
+    Ok((status, body))
+}
+
+/// Retries `f` until it returns Some (bounded).
+fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+async fn apply(admin: &mut AdminClient<Channel>, text: &str) -> i64 {
+    let r = admin
+        .apply_config(api::ApplyConfigRequest {
+            documents: vec![api::ConfigDocument {
+                file_name: "e2e.yaml".into(),
+                text: text.into(),
+            }],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    r.revision
+}
+
+fn example(rel: &str) -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../examples/payments/mesh")
+            .join(rel),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn permissive_to_strict_with_the_seed_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let server = sigil_server::build(
+        ServerConfig::resolve(FileConfig {
+            data_dir: Some(dir.path().join("server")),
+            bind_address: Some("127.0.0.1".parse().unwrap()),
+            bind_port: Some(port),
+            metrics_address: Some("off".into()),
+            ..FileConfig::default()
+        })
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    let mut admin = sigil_server::admin_client::connect(&server.admin_socket)
+        .await
+        .unwrap();
+    let b = admin
+        .get_bundle(api::GetBundleRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let certs: Vec<rustls_pki_types::CertificateDer<'_>> = b
+        .x509_authorities
+        .iter()
+        .map(|c| c.as_slice().into())
+        .collect();
+    let bundle = dir.path().join("bundle.pem");
+    std::fs::write(&bundle, sigil_spiffe::pem::encode_certificates(&certs)).unwrap();
+    let token = admin
+        .generate_join_token(api::GenerateJoinTokenRequest {
+            ttl: 600,
+            spiffe_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .token;
+    let socket = dir.path().join("agent.sock");
+    let agent = sigil_agent::build(
+        AgentConfig::resolve(AgentFile {
+            server_address: Some(format!("127.0.0.1:{port}")),
+            trust_bundle: Some(bundle.clone()),
+            join_token: Some(token.clone()),
+            data_dir: Some(dir.path().join("agent")),
+            socket_path: Some(socket.clone()),
+            sync_interval: Some("1s".into()),
+            ..Default::default()
+        })
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    let parent = format!("spiffe://{TD}/spire/agent/join_token/{token}");
+    for sa in ["billing-service", "checkout-service", "frontend"] {
+        admin
+            .create_entry(api::CreateEntryRequest {
+                entry: Some(pb::Entry {
+                    spiffe_id: format!("spiffe://{TD}/ns/payments/sa/{sa}"),
+                    parent_id: parent.clone(),
+                    selectors: vec![pb::Selector {
+                        r#type: "unix".into(),
+                        value: format!("uid:{}", my_uid()),
+                    }],
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap();
+    }
+    apply(&mut admin, &example("base/destination-rule.yaml")).await;
+    apply(&mut admin, &example("base/authorization-policy.yaml")).await;
+    apply(&mut admin, &example("permissive/peer-authentication.yaml")).await;
+
+    let billing_app = start_app();
+    let health_app = start_app();
+    let (billing_port, health_port) = (free_port(), free_port());
+    let billing_cfg = ProxyConfig::parse(&format!(
+        "workload:\n  name: billing-service\n  namespace: payments\n  labels: {{app: billing-service}}\n  spiffeId: spiffe://{TD}/ns/payments/sa/billing-service\nworkloadApi: {}\ninbound:\n  - port: {billing_port}\n    bind: 127.0.0.1\n    app: {billing_app}\n  - port: {health_port}\n    bind: 127.0.0.1\n    app: {health_app}\nadmin: 127.0.0.1:0\nstats: 127.0.0.1:0\naccessLog: off\n",
+        socket.display()
+    ))
+    .unwrap();
+    let billing = sigil_proxy::run::build(billing_cfg, None).await.unwrap();
+    let client_cfg = |sa: &str| {
+        ProxyConfig::parse(&format!(
+            "workload:\n  name: {sa}\n  namespace: payments\n  labels: {{app: {sa}}}\n  spiffeId: spiffe://{TD}/ns/payments/sa/{sa}\nworkloadApi: {}\noutbound:\n  - listen: 127.0.0.1:{}\n    host: billing-service.payments.svc.cluster.local\n    port: {billing_port}\n    address: 127.0.0.1:{billing_port}\nadmin: 127.0.0.1:0\nstats: 127.0.0.1:0\naccessLog: off\n",
+            socket.display(),
+            free_port()
+        ))
+        .unwrap()
+    };
+    let checkout = sigil_proxy::run::build(client_cfg("checkout-service"), None)
+        .await
+        .unwrap();
+    let frontend = sigil_proxy::run::build(client_cfg("frontend"), None)
+        .await
+        .unwrap();
+    let checkout_out = checkout.outbound_addrs[0].1;
+    let frontend_out = frontend.outbound_addrs[0].1;
+    let billing_in = SocketAddr::from(([127, 0, 0, 1], billing_port));
+    let health_in = SocketAddr::from(([127, 0, 0, 1], health_port));
+
+    // PERMISSIVE: checkout reaches billing over mTLS; its identity is in the app's XFCC.
+    let checkout_id = format!("spiffe://{TD}/ns/payments/sa/checkout-service");
+    let body = tokio::task::spawn_blocking({
+        let id = checkout_id.clone();
+        move || {
+            eventually("checkout → billing over mTLS", || match http(checkout_out, "POST", "/api/v1/charge") {
+                Ok((200, body)) if body.contains(&format!("URI={id}")) => Some(body),
+                _ => None,
+            })
+        }
+    })
+    .await
+    .unwrap();
+    assert!(!body.contains("forged"), "a client-sent XFCC must be replaced: {body}");
+    assert!(body.contains(&format!("By=spiffe://{TD}/ns/payments/sa/billing-service")), "{body}");
+
+    // The seed AuthorizationPolicy: frontend is denied, checkout's GET too.
+    let (status, body) = tokio::task::spawn_blocking(move || http(frontend_out, "POST", "/api/v1/charge"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((status, body.as_str()), (403, "RBAC: access denied"));
+    let (status, _) = tokio::task::spawn_blocking(move || http(checkout_out, "GET", "/api/v1/charge"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, 403);
+    // A plaintext caller has no principal: denied by the ALLOW policy, but it got through
+    // the PERMISSIVE port (403 comes from authorization, not from mTLS).
+    let (status, _) = tokio::task::spawn_blocking(move || http(billing_in, "POST", "/api/v1/charge"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, 403);
+
+    // STRICT (with the 9090-style health exception): effective without restarts.
+    apply(
+        &mut admin,
+        &example("base/health-authorization-policy.yaml").replace("9090", &health_port.to_string()),
+    )
+    .await;
+    let strict = format!(
+        "{}---\n{}",
+        example("strict/peer-authentication.yaml"),
+        example("strict/health-port-exception.yaml")
+            .replace("9090:", &format!("{health_port}:"))
+    );
+    let applied_at = Instant::now();
+    apply(&mut admin, &strict).await;
+    tokio::task::spawn_blocking(move || {
+        eventually("plaintext refused once STRICT is in force", || {
+            match http(billing_in, "POST", "/api/v1/charge") {
+                Err(_) => Some(()),
+                Ok(_) => None,
+            }
+        })
+    })
+    .await
+    .unwrap();
+    println!("STRICT in force after {:?}", applied_at.elapsed());
+    let (status, _) = tokio::task::spawn_blocking(move || http(health_in, "GET", "/healthz"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, 200, "the health port stays plaintext (portLevelMtls DISABLE)");
+    let (status, body) = tokio::task::spawn_blocking(move || http(checkout_out, "POST", "/api/v1/charge"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, 200);
+    assert!(body.contains(&format!("URI={checkout_id}")), "{body}");
+
+    // The seed document's debugging command: handshake counters on billing's stats endpoint.
+    let stats_addr = billing.stats_addr;
+    let stats = tokio::task::spawn_blocking(move || {
+        let mut c = TcpStream::connect(stats_addr).unwrap();
+        c.write_all(b"GET /stats HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").unwrap();
+        let mut s = String::new();
+        c.read_to_string(&mut s).unwrap();
+        s
+    })
+    .await
+    .unwrap();
+    let counter = |name: &str| -> u64 {
+        stats
+            .lines()
+            .find(|l| l.starts_with(&format!("listener.0.0.0.0_{billing_port}.{name}:")))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} counter in:\n{stats}"))
+    };
+    assert!(counter("ssl.handshake") >= 2, "{stats}");
+    assert!(counter("sigil.plaintext_to_strict") >= 1, "{stats}");
+
+    frontend.shutdown().await;
+    checkout.shutdown().await;
+    billing.shutdown().await;
+    agent.shutdown().await;
+    server.shutdown().await;
+}
