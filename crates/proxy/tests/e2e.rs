@@ -114,7 +114,11 @@ fn http(addr: SocketAddr, method: &str, path: &str) -> std::io::Result<(u16, Str
         .nth(1)
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| std::io::Error::other(format!("no HTTP response: {text:?}")))?;
-    let body = text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("").to_owned();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|x| x.1)
+        .unwrap_or("")
+        .to_owned();
     Ok((status, body))
 }
 
@@ -264,34 +268,45 @@ async fn permissive_to_strict_with_the_seed_policy() {
     let body = tokio::task::spawn_blocking({
         let id = checkout_id.clone();
         move || {
-            eventually("checkout → billing over mTLS", || match http(checkout_out, "POST", "/api/v1/charge") {
-                Ok((200, body)) if body.contains(&format!("URI={id}")) => Some(body),
-                _ => None,
+            eventually("checkout → billing over mTLS", || {
+                match http(checkout_out, "POST", "/api/v1/charge") {
+                    Ok((200, body)) if body.contains(&format!("URI={id}")) => Some(body),
+                    _ => None,
+                }
             })
         }
     })
     .await
     .unwrap();
-    assert!(!body.contains("forged"), "a client-sent XFCC must be replaced: {body}");
-    assert!(body.contains(&format!("By=spiffe://{TD}/ns/payments/sa/billing-service")), "{body}");
+    assert!(
+        !body.contains("forged"),
+        "a client-sent XFCC must be replaced: {body}"
+    );
+    assert!(
+        body.contains(&format!("By=spiffe://{TD}/ns/payments/sa/billing-service")),
+        "{body}"
+    );
 
     // The seed AuthorizationPolicy: frontend is denied, checkout's GET too.
-    let (status, body) = tokio::task::spawn_blocking(move || http(frontend_out, "POST", "/api/v1/charge"))
-        .await
-        .unwrap()
-        .unwrap();
+    let (status, body) =
+        tokio::task::spawn_blocking(move || http(frontend_out, "POST", "/api/v1/charge"))
+            .await
+            .unwrap()
+            .unwrap();
     assert_eq!((status, body.as_str()), (403, "RBAC: access denied"));
-    let (status, _) = tokio::task::spawn_blocking(move || http(checkout_out, "GET", "/api/v1/charge"))
-        .await
-        .unwrap()
-        .unwrap();
+    let (status, _) =
+        tokio::task::spawn_blocking(move || http(checkout_out, "GET", "/api/v1/charge"))
+            .await
+            .unwrap()
+            .unwrap();
     assert_eq!(status, 403);
     // A plaintext caller has no principal: denied by the ALLOW policy, but it got through
     // the PERMISSIVE port (403 comes from authorization, not from mTLS).
-    let (status, _) = tokio::task::spawn_blocking(move || http(billing_in, "POST", "/api/v1/charge"))
-        .await
-        .unwrap()
-        .unwrap();
+    let (status, _) =
+        tokio::task::spawn_blocking(move || http(billing_in, "POST", "/api/v1/charge"))
+            .await
+            .unwrap()
+            .unwrap();
     assert_eq!(status, 403);
 
     // STRICT (with the 9090-style health exception): effective without restarts.
@@ -303,8 +318,7 @@ async fn permissive_to_strict_with_the_seed_policy() {
     let strict = format!(
         "{}---\n{}",
         example("strict/peer-authentication.yaml"),
-        example("strict/health-port-exception.yaml")
-            .replace("9090:", &format!("{health_port}:"))
+        example("strict/health-port-exception.yaml").replace("9090:", &format!("{health_port}:"))
     );
     let applied_at = Instant::now();
     apply(&mut admin, &strict).await;
@@ -323,11 +337,15 @@ async fn permissive_to_strict_with_the_seed_policy() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(status, 200, "the health port stays plaintext (portLevelMtls DISABLE)");
-    let (status, body) = tokio::task::spawn_blocking(move || http(checkout_out, "POST", "/api/v1/charge"))
-        .await
-        .unwrap()
-        .unwrap();
+    assert_eq!(
+        status, 200,
+        "the health port stays plaintext (portLevelMtls DISABLE)"
+    );
+    let (status, body) =
+        tokio::task::spawn_blocking(move || http(checkout_out, "POST", "/api/v1/charge"))
+            .await
+            .unwrap()
+            .unwrap();
     assert_eq!(status, 200);
     assert!(body.contains(&format!("URI={checkout_id}")), "{body}");
 
@@ -335,7 +353,8 @@ async fn permissive_to_strict_with_the_seed_policy() {
     let stats_addr = billing.stats_addr;
     let stats = tokio::task::spawn_blocking(move || {
         let mut c = TcpStream::connect(stats_addr).unwrap();
-        c.write_all(b"GET /stats HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").unwrap();
+        c.write_all(b"GET /stats HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .unwrap();
         let mut s = String::new();
         c.read_to_string(&mut s).unwrap();
         s

@@ -105,8 +105,8 @@ async fn strict_refuses_real_clients_without_a_valid_svid() {
         .issue(CHECKOUT, &[], now() - 60, now() + 3600)
         .unwrap();
     let f = write_cert(dir.path(), "foreign", &bad);
-    let (ok, _, _) = run(&mut curl(&[&f.cert, &f.key]), b"").await;
-    assert!(!ok);
+    let (ok, _, err) = run(&mut curl(&[&f.cert, &f.key]), b"").await;
+    assert!(!ok, "{err}");
     p.wait_for("unknown CA", |s| {
         s.fail_verify_error
             .load(std::sync::atomic::Ordering::Relaxed)
@@ -117,8 +117,8 @@ async fn strict_refuses_real_clients_without_a_valid_svid() {
     // An expired certificate from the right CA.
     let expired = ca.issue(CHECKOUT, &[], now() - 7200, now() - 3600).unwrap();
     let f = write_cert(dir.path(), "expired", &expired);
-    let (ok, _, _) = run(&mut curl(&[&f.cert, &f.key]), b"").await;
-    assert!(!ok);
+    let (ok, _, err) = run(&mut curl(&[&f.cert, &f.key]), b"").await;
+    assert!(!ok, "{err}");
     p.wait_for("expired", |s| {
         s.expired.load(std::sync::atomic::Ordering::Relaxed) == 1
     })
@@ -329,11 +329,21 @@ async fn the_seed_policy_admits_checkout_and_refuses_frontend() {
         "{prom}"
     );
 
+    // A caller without a certificate: refused, and the log says why in plain words.
+    if let Ok(tls) = tls_connect(p.addr, client_config(&ca, None, &[b"sigil-mtls"])).await {
+        let mut s = h1(tls).await;
+        let r = tokio::time::timeout(WAIT, s.send_request(req("GET", "/", &[], ""))).await;
+        assert!(
+            matches!(r, Ok(Err(_))),
+            "a caller without a certificate got an answer"
+        );
+    }
+
     // The access log names the policy and rule that decided.
     let deadline = tokio::time::Instant::now() + WAIT;
     let lines = loop {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if text.lines().count() >= 4 || tokio::time::Instant::now() > deadline {
+        if text.lines().count() >= 5 || tokio::time::Instant::now() > deadline {
             break text;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -366,6 +376,15 @@ async fn the_seed_policy_admits_checkout_and_refuses_frontend() {
     assert!(
         denied["policy"].as_str().unwrap().contains("no rule"),
         "{denied}"
+    );
+    let refused = entries
+        .iter()
+        .find(|e| e["handshake_failure"] == "no_certificate")
+        .expect("a handshake failure line");
+    assert_eq!(
+        refused["reason"],
+        "client sent no certificate; STRICT mTLS on port 8080 requires a mesh client with a \
+         valid SVID (PeerAuthentication payments/default)"
     );
     assert!(!lines.contains("PRIVATE KEY"));
 }
@@ -557,4 +576,50 @@ async fn the_connection_cap_and_the_drain() {
     let r = tokio::time::timeout(WAIT, p.task).await.unwrap().unwrap();
     assert!(r.is_ok());
     assert!(TcpStream::connect(p.addr).await.is_err());
+}
+
+#[tokio::test]
+async fn a_caller_of_a_federated_trust_domain_is_verified_against_its_own_bundle() {
+    let ca = ca();
+    let partner = TestCa::new("partner.example").unwrap();
+    let issued = ca
+        .issue(SERVER_ID, &["localhost"], now() - 60, now() + 3600)
+        .unwrap();
+    let mut resp = ca.response_for(SERVER_ID, &issued);
+    resp.federated_bundles
+        .insert("spiffe://partner.example".into(), partner.root.to_vec());
+    let identity = sigil_proxy::identity::Identity::from_response(&resp, None).unwrap();
+    let p = ProxyBuilder::new(identity, STRICT, http_app().await)
+        .start()
+        .await;
+    let partner_id = "spiffe://partner.example/ns/shop/sa/checkout";
+    let client = partner
+        .issue(partner_id, &[], now() - 60, now() + 3600)
+        .unwrap();
+    let tls = tls_connect(p.addr, client_config(&ca, Some(&client), &[b"sigil-mtls"]))
+        .await
+        .unwrap();
+    let mut s = h1(tls).await;
+    let (st, _, body) = call(&mut s, req("GET", "/", &[], "")).await;
+    assert_eq!(st, 200);
+    assert!(body.contains(&format!("URI={partner_id}")), "{body}");
+
+    // The same ID signed by the wrong CA (ours, not the partner's) is refused.
+    let forged = ca.issue(partner_id, &[], now() - 60, now() + 3600).unwrap();
+    let r = async {
+        let tls = tls_connect(p.addr, client_config(&ca, Some(&forged), &[b"sigil-mtls"])).await?;
+        let mut s = h1(tls).await;
+        s.ready().await.map_err(std::io::Error::other)?;
+        s.send_request(req("GET", "/", &[], ""))
+            .await
+            .map_err(std::io::Error::other)
+    }
+    .await;
+    assert!(r.is_err());
+    p.wait_for("unknown CA", |s| {
+        s.fail_verify_error
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == 1
+    })
+    .await;
 }

@@ -40,26 +40,28 @@ async fn s_server(dir: &Path, extra: &[&str]) -> (SServer, std::net::SocketAddr)
         .local_addr()
         .unwrap()
         .port();
-    let child = Command::new("openssl")
-        .args([
-            "s_server",
-            "-accept",
-            &format!("127.0.0.1:{port}"),
-            "-www",
-            "-quiet",
-        ])
-        .args(["-cert", "server.pem", "-key", "server.key"])
-        .args(extra)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let server = SServer(
+        Command::new("openssl")
+            .args([
+                "s_server",
+                "-accept",
+                &format!("127.0.0.1:{port}"),
+                "-www",
+                "-quiet",
+            ])
+            .args(["-cert", "server.pem", "-key", "server.key"])
+            .args(extra)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     for _ in 0..200 {
         if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            return (SServer(child), addr);
+            return (server, addr);
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }

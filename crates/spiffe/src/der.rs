@@ -123,6 +123,31 @@ pub fn oid_to_string(oid: &[u8]) -> String {
         .join(".")
 }
 
+/// Splits concatenated DER certificates (the Workload API's `x509_svid` and `bundle` fields)
+/// into one `CertificateDer` each. Each element must be a complete SEQUENCE.
+pub fn split_certificates(
+    concatenated: &[u8],
+) -> Result<Vec<rustls_pki_types::CertificateDer<'static>>, String> {
+    let mut out = Vec::new();
+    let mut rest = concatenated;
+    while !rest.is_empty() {
+        let offset = concatenated.len() - rest.len();
+        match read(rest) {
+            Some((0x30, _, after)) => {
+                let len = rest.len() - after.len();
+                out.push(rustls_pki_types::CertificateDer::from(rest[..len].to_vec()));
+                rest = after;
+            }
+            _ => {
+                return Err(format!(
+                    "bytes at offset {offset} are not a DER certificate (truncated or not a SEQUENCE)"
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,29 +207,4 @@ mod tests {
         assert_eq!(oid_to_string(oid::RSA_ENCRYPTION), "1.2.840.113549.1.1.1");
         assert_eq!(oid_to_string(&[0x2a, 0x03]), "1.2.3");
     }
-}
-
-/// Splits concatenated DER certificates (the Workload API's `x509_svid` and `bundle` fields)
-/// into one `CertificateDer` each. Each element must be a complete SEQUENCE.
-pub fn split_certificates(
-    concatenated: &[u8],
-) -> Result<Vec<rustls_pki_types::CertificateDer<'static>>, String> {
-    let mut out = Vec::new();
-    let mut rest = concatenated;
-    while !rest.is_empty() {
-        let offset = concatenated.len() - rest.len();
-        match read(rest) {
-            Some((0x30, _, after)) => {
-                let len = rest.len() - after.len();
-                out.push(rustls_pki_types::CertificateDer::from(rest[..len].to_vec()));
-                rest = after;
-            }
-            _ => {
-                return Err(format!(
-                    "bytes at offset {offset} are not a DER certificate (truncated or not a SEQUENCE)"
-                ));
-            }
-        }
-    }
-    Ok(out)
 }

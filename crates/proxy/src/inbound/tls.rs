@@ -10,6 +10,7 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{CertificateError, Error as TlsError, ServerConfig};
 use sha2::{Digest, Sha256};
+use sigil_spiffe::{ChainError, VerifyError};
 use sigil_tls::SpiffeClientVerifier;
 
 use crate::identity::Identity;
@@ -253,9 +254,23 @@ fn classify_tls(e: &TlsError) -> (HandshakeFailure, String) {
                 F::Expired,
                 "client certificate is not valid yet (check the clocks)".into(),
             ),
+            CertificateError::Other(o) => match o.0.downcast_ref::<VerifyError>() {
+                // Same issuer name, other key: a CA we do not trust.
+                Some(
+                    v @ VerifyError::Chain {
+                        source: ChainError::BadSignature | ChainError::UnknownIssuer,
+                        ..
+                    },
+                ) => (
+                    F::UnknownCa,
+                    format!("client certificate is not signed by a trusted bundle: {v}"),
+                ),
+                Some(v) => (F::Other, format!("client certificate refused: {v}")),
+                None => (F::Other, format!("client certificate refused: {o}")),
+            },
             other => (
                 F::Other,
-                format!("client certificate is not a valid X.509-SVID: {other}"),
+                format!("client certificate is not a valid X.509-SVID: {other:?}"),
             ),
         },
         TlsError::AlertReceived(a) => (

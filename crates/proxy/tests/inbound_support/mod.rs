@@ -46,12 +46,18 @@ pub fn now() -> i64 {
         .as_secs() as i64
 }
 
-/// `Some` when the binary runs; tests that need it say so loudly when it does not.
+/// Whether `bin` runs (`curl --version`, `openssl version`); tests that need it say so
+/// loudly when it does not.
 pub fn have(bin: &str) -> bool {
+    let arg = if bin == "openssl" {
+        "version"
+    } else {
+        "--version"
+    };
     let ok = std::process::Command::new(bin)
-        .arg("version")
+        .arg(arg)
         .output()
-        .is_ok_and(|o| o.status.success() || !o.stdout.is_empty());
+        .is_ok_and(|o| o.status.success());
     if !ok {
         eprintln!("SKIPPED PART: `{bin}` is not installed");
     }
