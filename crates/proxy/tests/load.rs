@@ -548,10 +548,10 @@ async fn ten_thousand_idle_connections_do_not_starve_other_clients() {
     use inbound_support::*;
 
     let limit = raise_nofile();
-    // Each idle connection costs two descriptors here (client and proxy side, same process);
-    // keep a margin for the runtime, the app and the extra client.
+    // The idle clients live in a child process (below), so each idle connection costs one
+    // descriptor here, the proxy's; keep a margin for the runtime, the app and the extra client.
     let margin = open_fds() + 500;
-    let n = IDLE_CONNECTIONS.min((limit.saturating_sub(margin) / 2) as usize);
+    let n = IDLE_CONNECTIONS.min(limit.saturating_sub(margin) as usize);
     println!("idle connections: {n} (wanted {IDLE_CONNECTIONS}, open-file limit {limit})");
     assert!(n >= 1_000, "open-file limit {limit} too low for this test");
 
@@ -584,22 +584,7 @@ async fn ten_thousand_idle_connections_do_not_starve_other_clients() {
 
     let rss_before = vm_rss_kib();
     let opened = Instant::now();
-    let idle = tokio::task::spawn_blocking(move || {
-        let mut conns = Vec::with_capacity(n);
-        for i in 0..n {
-            let mut c = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
-                .unwrap_or_else(|e| panic!("idle connection {i}: {e}"));
-            // Half send nothing, half a partial request head.
-            if i % 2 == 1 {
-                c.write_all(b"GET /slow HTTP/1.1\r\nhost: billing\r\n")
-                    .unwrap();
-            }
-            conns.push(c);
-        }
-        conns
-    })
-    .await
-    .unwrap();
+    let mut idle = IdleClients::open(addr, n).await;
     let n_i64 = i64::try_from(n).unwrap();
     proxy
         .wait_for(&format!("cx_active >= {n}"), |l| {
@@ -614,7 +599,12 @@ async fn ten_thousand_idle_connections_do_not_starve_other_clients() {
     // Another client is served promptly (bounded by call()'s WAIT).
     let asked = Instant::now();
     let mut s = h1(tokio::net::TcpStream::connect(addr).await.unwrap()).await;
-    assert_eq!(active(), n_i64 + 1, "cx_active with the extra client");
+    // Accepting is asynchronous to connect(): wait until the proxy counts it.
+    proxy
+        .wait_for("cx_active with the extra client", |l| {
+            l.cx_active.load(Ordering::Relaxed) == n_i64 + 1
+        })
+        .await;
     let (status, _, body) = call(&mut s, req("GET", "/other", &[], "")).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.starts_with("GET /other"), "{body}");
@@ -635,7 +625,7 @@ async fn ten_thousand_idle_connections_do_not_starve_other_clients() {
     // The idle connections are all still there (none was closed to make room).
     assert!(active() >= n_i64, "cx_active {} < {n}", active());
 
-    drop(idle);
+    idle.close().await;
     let closed = Instant::now();
     proxy
         .wait_for("cx_active back to 0", |l| {
@@ -644,4 +634,86 @@ async fn ten_thousand_idle_connections_do_not_starve_other_clients() {
         .await;
     println!("cx_active back to 0 {:?} after closing", closed.elapsed());
     let _ = proxy.shutdown.send(true);
+}
+
+/// `n` idle client connections held by a child process (its own descriptor table): half send
+/// nothing, half a partial request head. They close when the child's stdin closes.
+struct IdleClients {
+    child: std::process::Child,
+}
+
+const IDLE_CLIENT: &str = r#"
+import resource, socket, sys
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+conns = []
+for i in range(n):
+    s = socket.create_connection((host, port), timeout=10)
+    if i % 2 == 1:
+        s.sendall(b"GET /slow HTTP/1.1\r\nhost: billing\r\n")
+    conns.append(s)
+print("open", flush=True)
+sys.stdin.read()
+"#;
+
+impl IdleClients {
+    async fn open(addr: std::net::SocketAddr, n: usize) -> Self {
+        use std::io::BufRead;
+        use std::process::{Command, Stdio};
+        let mut child = Command::new("python3")
+            .args([
+                "-c",
+                IDLE_CLIENT,
+                &addr.ip().to_string(),
+                &addr.port().to_string(),
+                &n.to_string(),
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("python3 is needed to hold the idle client connections");
+        let stdout = child.stdout.take().unwrap();
+        let line = tokio::time::timeout(
+            Duration::from_secs(240),
+            tokio::task::spawn_blocking(move || {
+                let mut line = String::new();
+                let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+                line
+            }),
+        )
+        .await
+        .expect("idle clients not open within 240 s")
+        .unwrap();
+        if line.trim() != "open" {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "the idle client process failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        IdleClients { child }
+    }
+
+    /// Closes every idle connection (the child exits).
+    async fn close(&mut self) {
+        drop(self.child.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "idle client process did not exit"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for IdleClients {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
