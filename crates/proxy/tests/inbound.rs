@@ -501,6 +501,18 @@ async fn oversized_and_slow_headers() {
     let got = String::from_utf8_lossy(&read_to_close(&mut tcp).await).into_owned();
     assert!(got.starts_with("HTTP/1.1 431"), "{got}");
 
+    // 100 KB of headers against the default limit (60 KiB): 431 as well.
+    let (identity, _) = server_identity(&ca);
+    let defaults = ProxyBuilder::new(identity, PERMISSIVE, http_app().await)
+        .start()
+        .await;
+    let big = "b".repeat(100 * 1024);
+    let mut tcp = TcpStream::connect(defaults.addr).await.unwrap();
+    let head = format!("GET / HTTP/1.1\r\nHost: x\r\nx-big: {big}\r\n\r\n");
+    let _ = tcp.write_all(head.as_bytes()).await;
+    let got = String::from_utf8_lossy(&read_to_close(&mut tcp).await).into_owned();
+    assert!(got.starts_with("HTTP/1.1 431"), "{got}");
+
     // Slowloris: half a head, then nothing: cut after the header timeout.
     let mut tcp = TcpStream::connect(p.addr).await.unwrap();
     tcp.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
