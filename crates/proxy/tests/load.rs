@@ -9,21 +9,17 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod inbound_support;
+mod mesh_support;
 
 use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sigil_agent::config::{AgentConfig, FileConfig as AgentFile};
-use sigil_proto::admin::{self as api, admin_client::AdminClient};
-use sigil_proto::node as pb;
+use mesh_support::{Mesh, apply, eventually, example, free_port};
 use sigil_proxy::config::ProxyConfig;
-use sigil_server::config::{FileConfig, ServerConfig};
-use tonic::transport::Channel;
 
 /// How long traffic runs while SVIDs rotate.
 const DURATION: Duration = Duration::from_secs(60);
@@ -34,20 +30,6 @@ const IDLE_CONNECTIONS: usize = 10_000;
 /// RSS growth allowed for the idle connections, per connection (~2x the 23.8 KB measured in a
 /// debug build: 227 MiB for 9,744 connections).
 const RSS_BOUND_PER_CONN: u64 = 48 * 1024;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn my_uid() -> u32 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
 
 /// Reads one HTTP/1.1 response (head and content-length body) from `c`, keeping what follows
 /// in `buf`. Returns (status, body, whether the server asked to close).
@@ -152,43 +134,6 @@ fn start_app() -> SocketAddr {
         }
     });
     addr
-}
-
-/// Retries `f` until it returns Some (bounded).
-fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-async fn apply(admin: &mut AdminClient<Channel>, text: &str) -> i64 {
-    let r = admin
-        .apply_config(api::ApplyConfigRequest {
-            documents: vec![api::ConfigDocument {
-                file_name: "load.yaml".into(),
-                text: text.into(),
-            }],
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(r.errors.is_empty(), "{:?}", r.errors);
-    r.revision
-}
-
-fn example(rel: &str) -> String {
-    std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../examples/payments/mesh")
-            .join(rel),
-    )
-    .unwrap()
 }
 
 /// The serial in an admin endpoint's `/certs`.
@@ -297,78 +242,14 @@ fn keep_alive_loop(addr: SocketAddr, t: &Traffic, stop: &AtomicBool, id: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rotation_under_continuous_traffic_loses_no_request() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let server = sigil_server::build(
-        ServerConfig::resolve(FileConfig {
-            data_dir: Some(dir.path().join("server")),
-            bind_address: Some("127.0.0.1".parse().unwrap()),
-            bind_port: Some(port),
-            metrics_address: Some("off".into()),
-            ..FileConfig::default()
-        })
-        .unwrap(),
-    )
-    .await
-    .unwrap();
-    let mut admin = sigil_server::admin_client::connect(&server.admin_socket)
-        .await
-        .unwrap();
-    let b = admin
-        .get_bundle(api::GetBundleRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
-    let certs: Vec<rustls_pki_types::CertificateDer<'_>> = b
-        .x509_authorities
-        .iter()
-        .map(|c| c.as_slice().into())
-        .collect();
-    let bundle = dir.path().join("bundle.pem");
-    std::fs::write(&bundle, sigil_spiffe::pem::encode_certificates(&certs)).unwrap();
-    let token = admin
-        .generate_join_token(api::GenerateJoinTokenRequest {
-            ttl: 600,
-            spiffe_id: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .token;
-    let socket = dir.path().join("agent.sock");
-    let agent = sigil_agent::build(
-        AgentConfig::resolve(AgentFile {
-            server_address: Some(format!("127.0.0.1:{port}")),
-            trust_bundle: Some(bundle.clone()),
-            join_token: Some(token.clone()),
-            data_dir: Some(dir.path().join("agent")),
-            socket_path: Some(socket.clone()),
-            sync_interval: Some("1s".into()),
-            ..Default::default()
-        })
-        .unwrap(),
-    )
-    .await
-    .unwrap();
-    let td = inbound_support::TD;
-    let parent = format!("spiffe://{td}/spire/agent/join_token/{token}");
-    for sa in ["billing-service", "checkout-service"] {
-        admin
-            .create_entry(api::CreateEntryRequest {
-                entry: Some(pb::Entry {
-                    spiffe_id: format!("spiffe://{td}/ns/payments/sa/{sa}"),
-                    parent_id: parent.clone(),
-                    selectors: vec![pb::Selector {
-                        r#type: "unix".into(),
-                        value: format!("uid:{}", my_uid()),
-                    }],
-                    x509_svid_ttl: SVID_TTL,
-                    ..Default::default()
-                }),
-            })
-            .await
-            .unwrap();
-    }
+    let Mesh {
+        dir: _dir,
+        server,
+        mut admin,
+        agent,
+        socket,
+    } = Mesh::start(&["billing-service", "checkout-service"], SVID_TTL).await;
+    let td = mesh_support::TD;
     apply(&mut admin, &example("base/destination-rule.yaml")).await;
     apply(&mut admin, &example("strict/peer-authentication.yaml")).await;
 
