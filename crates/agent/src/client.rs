@@ -70,6 +70,23 @@ pub async fn connect(socket: &Path) -> anyhow::Result<WorkloadClient> {
     ))
 }
 
+/// A client of the agent's `ProxyStatus` service (proxies report themselves); carries the
+/// Workload API security header since the agent attests the caller the same way.
+pub async fn connect_status(
+    socket: &Path,
+) -> anyhow::Result<
+    sigil_proto::status::proxy_status_client::ProxyStatusClient<
+        InterceptedService<Channel, SecurityHeader>,
+    >,
+> {
+    Ok(
+        sigil_proto::status::proxy_status_client::ProxyStatusClient::with_interceptor(
+            channel(socket).await?,
+            SecurityHeader,
+        ),
+    )
+}
+
 /// A client of the agent's `MeshConfig` service (the proxies' configuration source).
 pub async fn connect_config(
     socket: &Path,

@@ -9,6 +9,7 @@ pub mod jwt;
 pub mod manager;
 pub mod mesh_config;
 pub mod plan;
+pub mod proxy_status;
 pub mod store;
 pub mod workload_api;
 
@@ -31,6 +32,8 @@ pub struct Bound {
     pub cache: CacheRx,
     /// The mesh configuration this agent serves to local proxies.
     pub mesh: Arc<mesh_config::MeshConfigSync>,
+    /// The proxies reporting on this node.
+    pub proxies: Arc<proxy_status::ProxyHub>,
     tasks: Tasks,
 }
 
@@ -92,8 +95,14 @@ pub async fn build(cfg: AgentConfig) -> anyhow::Result<Bound> {
     // One socket, two services: the SPIFFE Workload API and, beside it, Sigil's MeshConfig.
     let config_service =
         mesh_config::MeshConfigService::new(mesh.subscribe(), tasks.shutdown_signal());
+    let proxies = proxy_status::ProxyHub::new(proxy_status::ProxyHub::interval_for(
+        manager.sync_interval(),
+    ));
+    let status_service = proxy_status::ProxyStatusService::new(proxies.clone(), api.clone());
     let closer = api.clone();
-    let router = workload_api::router(api, &health).add_service(config_service);
+    let router = workload_api::router(api, &health)
+        .add_service(config_service)
+        .add_service(status_service);
     tasks.spawn(async move {
         router
             .serve_with_incoming_shutdown(
@@ -108,6 +117,11 @@ pub async fn build(cfg: AgentConfig) -> anyhow::Result<Bound> {
     });
     tasks.spawn(manager.clone().run(tasks.shutdown_signal()));
     tasks.spawn(mesh.clone().run(manager.clone(), tasks.shutdown_signal()));
+    tasks.spawn(
+        proxies
+            .clone()
+            .forward(manager.clone(), tasks.shutdown_signal()),
+    );
     info!(
         agent = manager.agent_id().await.unwrap_or_default(),
         socket = %socket_path.display(),
@@ -118,6 +132,7 @@ pub async fn build(cfg: AgentConfig) -> anyhow::Result<Bound> {
         manager,
         cache,
         mesh,
+        proxies,
         tasks,
     })
 }

@@ -530,6 +530,11 @@ impl Manager {
         }
     }
 
+    /// How often the agent syncs with the server.
+    pub fn sync_interval(&self) -> Duration {
+        self.cfg.sync_interval
+    }
+
     /// The agent's SPIFFE ID, once attested.
     pub async fn agent_id(&self) -> Option<String> {
         self.inner

@@ -169,6 +169,20 @@ impl WorkloadApi {
         }
     }
 
+    /// Attests the caller of `request` as the Workload API would and returns its selectors
+    /// and the SPIFFE IDs its entries give it now (for services beside the Workload API that
+    /// must know who calls, such as proxy status reports).
+    pub async fn entitled_ids<T>(
+        &self,
+        request: &Request<T>,
+    ) -> Result<(Caller, Vec<Selector>, Vec<String>), Status> {
+        let (caller, selectors) = self.attest(request).await?;
+        let state = self.cache.borrow().clone();
+        let ent = Entitlement::of(&state, &selectors, stream::now_secs());
+        let ids = ent.svids.iter().map(|s| s.spiffe_id.to_string()).collect();
+        Ok((caller, selectors, ids))
+    }
+
     /// Attests, computes the first view, and starts the push task of a stream.
     async fn open_stream<T, M, F>(
         &self,

@@ -118,7 +118,8 @@ fn cell(kind: &str, column: &str, v: &Value) -> String {
     }
 }
 
-fn layout(rows: &[Vec<String>]) -> String {
+/// Columns padded to the widest cell, three spaces apart (kubectl's layout).
+pub fn layout(rows: &[Vec<String>]) -> String {
     let width = rows.iter().map(Vec::len).max().unwrap_or(0);
     let mut widths = vec![0; width];
     for r in rows {

@@ -2,13 +2,17 @@
 
 mod admin;
 mod agent_cmd;
+mod authz_cmd;
 mod config_cmd;
 mod config_table;
+mod describe_cmd;
 mod entry;
+mod live;
 mod ops;
 mod output;
 mod proxy_cmd;
 mod spire_flags;
+mod status_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -55,6 +59,16 @@ enum Cmd {
     /// The mTLS proxy beside a workload.
     #[command(subcommand)]
     Proxy(proxy_cmd::ProxyCmd),
+    /// Per workload and port, whether switching to STRICT mTLS would break a plaintext caller
+    /// (from the proxies' counters over a window).
+    StrictReadiness(status_cmd::ReadinessArgs),
+    /// Explains a workload: identity, entry, SVID, mTLS per port, DestinationRules and the
+    /// AuthorizationPolicies that apply, with warnings.
+    #[command(subcommand)]
+    Describe(describe_cmd::DescribeCmd),
+    /// Authorization: evaluate a request against the live policy.
+    #[command(subcommand)]
+    Authz(authz_cmd::AuthzCmd),
 }
 
 #[derive(Debug, Subcommand)]
@@ -227,6 +241,9 @@ async fn dispatch(cli: Cli) -> Result<(), (u8, anyhow::Error)> {
         Cmd::Get(a) => op(config_cmd::get(a).await),
         Cmd::Delete(a) => op(config_cmd::delete(a).await),
         Cmd::Proxy(c) => proxy_cmd::run(c).await,
+        Cmd::StrictReadiness(a) => status_cmd::strict_readiness(a).await,
+        Cmd::Describe(c) => describe_cmd::run(c).await,
+        Cmd::Authz(c) => authz_cmd::run(c).await,
     }
 }
 

@@ -15,6 +15,9 @@ pub enum ProxyCmd {
     /// Runs the proxy: identity from the agent's Workload API, policy from its MeshConfig
     /// service, mTLS on every inbound port and upstream of the config.
     Run(ProxyRunArgs),
+    /// Every proxy the agents report: its workload, identity, configuration revision versus
+    /// the server's, SVID expiry and last error (like `istioctl proxy-status`).
+    Status(crate::status_cmd::ProxyStatusArgs),
 }
 
 #[derive(Debug, Args)]
@@ -55,6 +58,7 @@ fn init_logs(level: &str, format: &str) -> anyhow::Result<LogControl> {
 pub async fn run(cmd: ProxyCmd) -> Result<(), (u8, anyhow::Error)> {
     match cmd {
         ProxyCmd::Run(a) => proxy_run(a).await,
+        ProxyCmd::Status(a) => crate::status_cmd::proxy_status(a).await,
     }
 }
 

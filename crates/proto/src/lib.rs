@@ -14,6 +14,11 @@ pub mod sigil {
             tonic::include_proto!("sigil.config.v1");
         }
     }
+    pub mod status {
+        pub mod v1 {
+            tonic::include_proto!("sigil.status.v1");
+        }
+    }
     pub mod admin {
         pub mod v1 {
             tonic::include_proto!("sigil.admin.v1");
@@ -31,6 +36,9 @@ pub use sigil::node::v1 as node;
 
 /// Mesh configuration for the data plane (server → agent → proxies).
 pub use sigil::config::v1 as config;
+
+/// Proxy status reports (proxy → agent → server).
+pub use sigil::status::v1 as status;
 
 /// The admin API (CLI → server, over the admin Unix socket).
 pub use sigil::admin::v1 as admin;

@@ -16,6 +16,7 @@ pub mod identity;
 pub mod inbound;
 pub mod mesh;
 pub mod outbound;
+pub mod report;
 pub mod run;
 pub mod stats;
 pub mod testing;

@@ -236,6 +236,16 @@ pub async fn build(cfg: ProxyConfig, log: Option<LogControl>) -> anyhow::Result<
         "stats endpoint".into(),
         admin::serve_stats(stats_l, ctx.clone(), shutdown_rx.clone()),
     );
+    let reporter = crate::report::Reporter {
+        proxy_id: crate::report::proxy_id(),
+        started_at: crate::report::unix_now(),
+        admin: bound.admin_addr,
+        stats: bound.stats_addr,
+    };
+    bound.spawn(
+        "status reporter".into(),
+        reporter.run(ctx.clone(), socket.clone(), shutdown_rx.clone()),
+    );
     bound.spawn(
         "certificate expiry gauge".into(),
         admin::track_cert_expiry(ctx.clone(), shutdown_rx.clone()),

@@ -2,12 +2,15 @@
 //! document's `curl -s localhost:15090/stats | grep ssl.handshake` works as written.
 //!
 //! Per-listener counters are plain atomics created at start (the ports are known), so the hot
-//! path takes no lock. Requests by source principal go to a Prometheus family.
+//! path takes no lock. Requests by source principal go to a Prometheus family. The only lock
+//! is per plaintext *connection* (not request): the bounded table of plaintext callers that
+//! `sigil strict-readiness` reads.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-use std::sync::Arc;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -79,6 +82,59 @@ pub struct ListenerStats {
     pub rq_3xx: AtomicU64,
     pub rq_4xx: AtomicU64,
     pub rq_5xx: AtomicU64,
+    /// Who spoke plaintext to this port (inbound only), for `sigil strict-readiness`.
+    pub plaintext_sources: Mutex<Sources>,
+}
+
+/// The most plaintext source addresses one port remembers; the least recently seen is
+/// forgotten first (and counted in `dropped`).
+pub const MAX_SOURCES: usize = 32;
+
+/// Plaintext callers of one port by IP address (ports are ephemeral and left out).
+#[derive(Debug, Default)]
+pub struct Sources {
+    pub by_ip: HashMap<IpAddr, Source>,
+    pub dropped: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Source {
+    pub connections: u64,
+    /// Unix seconds.
+    pub last_seen: i64,
+    /// Whether the last connection was refused (STRICT).
+    pub refused: bool,
+}
+
+impl Sources {
+    fn saw(&mut self, ip: IpAddr, refused: bool, now: i64) {
+        if !self.by_ip.contains_key(&ip) && self.by_ip.len() >= MAX_SOURCES {
+            let oldest = self
+                .by_ip
+                .iter()
+                .min_by_key(|(_, s)| s.last_seen)
+                .map(|(k, _)| *k);
+            if let Some(k) = oldest {
+                self.by_ip.remove(&k);
+                self.dropped += 1;
+            }
+        }
+        let s = self.by_ip.entry(ip).or_insert(Source {
+            connections: 0,
+            last_seen: now,
+            refused,
+        });
+        s.connections += 1;
+        s.last_seen = now;
+        s.refused = refused;
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 fn inc(c: &AtomicU64) {
@@ -105,6 +161,18 @@ impl ListenerStats {
             HandshakeFailure::Other => {}
         }
         inc(&self.connection_error);
+    }
+
+    /// A plaintext connection from `ip`: accepted (PERMISSIVE, DISABLE) or refused (STRICT,
+    /// counted by [`handshake_failed`](Self::handshake_failed)).
+    pub fn plaintext_from(&self, ip: IpAddr, refused: bool) {
+        if !refused {
+            inc(&self.plaintext);
+        }
+        self.plaintext_sources
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .saw(ip, refused, unix_now());
     }
 
     /// Counts an open connection until the guard drops.
@@ -173,6 +241,8 @@ pub struct Stats {
     registry: Registry,
     /// notAfter of the current SVID (unix seconds), 0 before the first.
     pub cert_expiry: AtomicI64,
+    /// The most recent refused connection or upstream failure: (unix seconds, what).
+    last_error: Mutex<Option<(i64, String)>>,
 }
 
 impl Stats {
@@ -194,6 +264,7 @@ impl Stats {
             requests,
             registry,
             cert_expiry: AtomicI64::new(0),
+            last_error: Mutex::new(None),
         }
     }
 
@@ -205,6 +276,25 @@ impl Stats {
     /// The counters of outbound listener `name` (`host:port`).
     pub fn outbound(&self, name: &str) -> Arc<ListenerStats> {
         self.outbound.get(name).cloned().unwrap_or_default()
+    }
+
+    /// Remembers `what` as the proxy's last error (reported to the agent).
+    pub fn note_error(&self, what: impl Into<String>) {
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((unix_now(), what.into()));
+    }
+
+    /// The last error noted, if any.
+    pub fn last_error(&self) -> Option<(i64, String)> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Inbound ports and their counters.
+    pub fn inbound_ports(&self) -> impl Iterator<Item = (u16, &Arc<ListenerStats>)> {
+        self.inbound.iter().map(|(p, s)| (*p, s))
     }
 
     /// Counts one request or TCP connection.

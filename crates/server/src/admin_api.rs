@@ -463,6 +463,26 @@ impl Admin for AdminApi {
             .map(Response::new)
     }
 
+    async fn list_proxies(
+        &self,
+        req: Request<api::ListProxiesRequest>,
+    ) -> Result<Response<api::ListProxiesResponse>, Status> {
+        let window = req.into_inner().window_seconds;
+        if !(0..=crate::proxies::HISTORY_SECONDS).contains(&window) {
+            return Err(Status::invalid_argument(format!(
+                "window {window}s: use 0 (since each proxy started) up to {}s",
+                crate::proxies::HISTORY_SECONDS
+            )));
+        }
+        let now = now_unix();
+        let s = &self.shared;
+        Ok(Response::new(api::ListProxiesResponse {
+            proxies: s.proxies.list(window, now),
+            config_revision: s.config.current().revision,
+            now,
+        }))
+    }
+
     async fn health(
         &self,
         _req: Request<api::HealthRequest>,

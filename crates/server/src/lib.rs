@@ -12,6 +12,7 @@ pub mod mesh;
 pub mod metrics;
 pub mod node_api;
 pub mod node_client;
+pub mod proxies;
 pub mod state;
 pub mod tasks;
 pub mod tls;
@@ -132,6 +133,7 @@ pub async fn build(cfg: ServerConfig) -> anyhow::Result<Bound> {
         ca,
         metrics,
         x509pop_roots,
+        proxies: Default::default(),
     });
     shared.refresh_counts().await;
     if let Some(t) = shared.ca.active_not_after() {

@@ -53,6 +53,10 @@ pub struct Metrics {
     pub config_revision: Gauge,
     /// Agents' configuration streams open on this replica.
     pub config_streams: Gauge,
+    /// Proxies reported by the agents connected to this replica.
+    pub proxies: Gauge,
+    /// Proxy reports by result (ok, refused).
+    pub proxy_reports: Family<ResultLabel, Counter>,
 }
 
 impl Metrics {
@@ -102,8 +106,22 @@ impl Metrics {
             "Agent configuration streams open on this replica",
             config_streams.clone(),
         );
+        let proxies = Gauge::default();
+        registry.register(
+            "proxies",
+            "Proxies reported by the agents connected to this replica",
+            proxies.clone(),
+        );
+        let proxy_reports = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "proxy_reports",
+            "Agents' proxy status reports, by result (ok, refused)",
+            proxy_reports.clone(),
+        );
         Metrics {
             registry,
+            proxies,
+            proxy_reports,
             config_applies,
             config_revision,
             config_streams,

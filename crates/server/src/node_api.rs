@@ -327,6 +327,33 @@ impl Node for NodeApi {
         Ok(Response::new(pb::GetBundlesResponse { own, federated }))
     }
 
+    async fn report_proxies(
+        &self,
+        req: Request<pb::ReportProxiesRequest>,
+    ) -> Result<Response<pb::ReportProxiesResponse>, Status> {
+        let caller = self.authenticate(peer_of(&req)).await?;
+        let reports = req.into_inner().proxies;
+        let n = reports.len();
+        let s = &self.shared;
+        let label = |r: &str| crate::metrics::ResultLabel { result: r.into() };
+        match s.proxies.replace(caller.id.as_str(), reports, now_unix()) {
+            Ok(()) => {
+                s.metrics.proxy_reports.get_or_create(&label("ok")).inc();
+                s.metrics.proxies.set(s.proxies.len() as i64);
+                tracing::debug!(agent = %caller.id, proxies = n, "proxy status report");
+                Ok(Response::new(pb::ReportProxiesResponse {}))
+            }
+            Err(e) => {
+                s.metrics
+                    .proxy_reports
+                    .get_or_create(&label("refused"))
+                    .inc();
+                warn!(agent = %caller.id, reason = %e, "proxy status report refused");
+                Err(Status::invalid_argument(e.to_string()))
+            }
+        }
+    }
+
     type StreamConfigStream = ReceiverStream<Result<sigil_proto::config::ConfigSnapshot, Status>>;
 
     async fn stream_config(

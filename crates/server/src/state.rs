@@ -38,6 +38,8 @@ pub struct Shared {
     pub config: crate::mesh::ConfigHub,
     /// Roots agents' x509pop certificates must chain to; `None` disables x509pop.
     pub x509pop_roots: Option<Vec<CertificateDer<'static>>>,
+    /// The proxies agents report (in memory, per replica).
+    pub proxies: crate::proxies::ProxyRegistry,
 }
 
 /// An SVID of this trust domain, verified.

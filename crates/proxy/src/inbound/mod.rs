@@ -240,16 +240,16 @@ async fn connection(
                 Sniffed::Tls(hello) if hello.offers_mesh() => mtls(&l, tcp, conn, &origin).await,
                 Sniffed::Tls(_) => {
                     // The app's own TLS: opaque bytes, the peer unknown to authorization.
-                    l.stats.plaintext.fetch_add(1, Ordering::Relaxed);
+                    l.stats.plaintext_from(conn.source.ip(), false);
                     tcp::proxy(&l, tcp, &conn, "tls passthrough").await;
                 }
                 Sniffed::Plaintext => {
-                    l.stats.plaintext.fetch_add(1, Ordering::Relaxed);
+                    l.stats.plaintext_from(conn.source.ip(), false);
                     app(&l, tcp, conn).await;
                 }
                 Sniffed::Timeout { got } => {
                     if matches!(l.port.protocol, AppProtocol::Tcp | AppProtocol::Auto) {
-                        l.stats.plaintext.fetch_add(1, Ordering::Relaxed);
+                        l.stats.plaintext_from(conn.source.ip(), false);
                         tcp::proxy(&l, tcp, &conn, "tcp").await;
                     } else {
                         fail(
@@ -278,11 +278,11 @@ async fn connection(
                     tcp::proxy(&l, tcp, &conn, "tls to plaintext port").await;
                 }
                 Sniffed::Plaintext => {
-                    l.stats.plaintext.fetch_add(1, Ordering::Relaxed);
+                    l.stats.plaintext_from(conn.source.ip(), false);
                     app(&l, tcp, conn).await;
                 }
                 Sniffed::Timeout { .. } => {
-                    l.stats.plaintext.fetch_add(1, Ordering::Relaxed);
+                    l.stats.plaintext_from(conn.source.ip(), false);
                     if matches!(l.port.protocol, AppProtocol::Tcp | AppProtocol::Auto) {
                         tcp::proxy(&l, tcp, &conn, "tcp").await;
                     } else {
@@ -306,6 +306,9 @@ fn no_hello(got: usize, t: std::time::Duration) -> String {
 /// Counts and logs a refused connection.
 fn fail(l: &Listener, conn: &Conn, why: HandshakeFailure, what: &str, origin: &str) {
     l.stats.handshake_failed(why);
+    if why == HandshakeFailure::PlaintextToStrict {
+        l.stats.plaintext_from(conn.source.ip(), true);
+    }
     let port = l.port.port;
     let reason = match (why, conn.mode) {
         (_, "STRICT") => format!(
@@ -317,6 +320,10 @@ fn fail(l: &Listener, conn: &Conn, why: HandshakeFailure, what: &str, origin: &s
         ),
     };
     warn!(source = %conn.source, port, failure = why.as_str(), "{reason}");
+    l.ctx.stats.note_error(format!(
+        "inbound port {port}: {reason} (from {})",
+        conn.source
+    ));
     if l.ctx.access_log.enabled() {
         let mut m = conn.log_fields(port);
         m.insert("protocol".into(), "tls".into());

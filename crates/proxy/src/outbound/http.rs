@@ -283,6 +283,9 @@ async fn forward(
                 }
             };
             warn!(reason = %reason, "upstream request failed");
+            out.ctx
+                .stats
+                .note_error(format!("outbound {}: {reason}", out.name));
             out.stats.response(503);
             out.count_request(503);
             entry.set("status", json!(503));

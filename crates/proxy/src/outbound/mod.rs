@@ -294,6 +294,9 @@ async fn tcp(out: Arc<Outbound>, mut app: TcpStream, peer: SocketAddr) {
     match route.dial().await {
         Err(e) => {
             warn!(reason = %e.reason, "upstream connection refused");
+            out.ctx
+                .stats
+                .note_error(format!("outbound {}: {}", out.name, e.reason));
             entry.failure(&e);
         }
         Ok(mut conn) => {
