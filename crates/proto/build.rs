@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "proto/admin.proto",
             "proto/workload.proto",
             "proto/config.proto",
+            "proto/agent_admin.proto",
         ],
         ["proto"],
     )?;

@@ -5,6 +5,7 @@ mod agent_cmd;
 mod config_cmd;
 mod config_table;
 mod entry;
+mod entry_explain;
 mod ops;
 mod output;
 mod proxy_cmd;
@@ -218,6 +219,7 @@ async fn dispatch(cli: Cli) -> Result<(), (u8, anyhow::Error)> {
     match cli.cmd {
         Cmd::Server(ServerCmd::Run(a)) => server_run(a).await,
         Cmd::Server(ServerCmd::Healthcheck(s)) => op(ops::healthcheck(&s.socket_path).await),
+        Cmd::Entry(entry::EntryCmd::Explain(a)) => entry_explain::run(a).await,
         Cmd::Entry(c) => op(entry::run(c).await),
         Cmd::Token(c) => op(ops::token(c).await),
         Cmd::Agent(ops::AgentCmd::Run(a)) => agent_cmd::run(a).await,
