@@ -341,7 +341,11 @@ impl AgentAdmin for AgentAdminService {
                 (pid, self.attest_pid(pid).await?)
             }
             Some(Subject::Selectors(list)) => {
-                debug!(caller_uid, selectors = list.selectors.len(), "explain request");
+                debug!(
+                    caller_uid,
+                    selectors = list.selectors.len(),
+                    "explain request"
+                );
                 if list.selectors.is_empty() {
                     return Err(Status::invalid_argument(
                         "give at least one selector, e.g. --selectors unix:uid:1000",
@@ -519,13 +523,20 @@ mod tests {
     }
 
     fn show(sels: &[pb::Selector]) -> Vec<String> {
-        sels.iter().map(|s| format!("{}:{}", s.r#type, s.value)).collect()
+        sels.iter()
+            .map(|s| format!("{}:{}", s.r#type, s.value))
+            .collect()
     }
 
     #[test]
     fn match_and_near_misses_follow_the_workload_api_rule() {
         let st = state(vec![
-            svid("a", "spiffe://cluster.local/app", &["unix:uid:1000"], NOW + 60),
+            svid(
+                "a",
+                "spiffe://cluster.local/app",
+                &["unix:uid:1000"],
+                NOW + 60,
+            ),
             svid(
                 "b",
                 "spiffe://cluster.local/db",
@@ -569,16 +580,33 @@ mod tests {
         assert!(r.closest_entry_id.is_empty(), "an entry matched");
         assert!(r.entries_from_server && r.server_error.is_empty());
         // The served set is exactly what the Workload API hands out.
-        let served: Vec<&str> = r.entries.iter().filter(|e| e.served).map(|e| e.entry_id.as_str()).collect();
-        let wl: Vec<String> = st.svids_for(&subject, NOW).iter().map(|s| s.entry_id.clone()).collect();
+        let served: Vec<&str> = r
+            .entries
+            .iter()
+            .filter(|e| e.served)
+            .map(|e| e.entry_id.as_str())
+            .collect();
+        let wl: Vec<String> = st
+            .svids_for(&subject, NOW)
+            .iter()
+            .map(|s| s.entry_id.clone())
+            .collect();
         assert_eq!(served, wl);
     }
 
     #[test]
     fn closest_is_the_entry_missing_fewest_selectors() {
         let auth = [
-            entry("two", "spiffe://cluster.local/a", &["unix:uid:7", "unix:gid:7"]),
-            entry("one", "spiffe://cluster.local/b", &["unix:uid:7", "unix:gid:1000"]),
+            entry(
+                "two",
+                "spiffe://cluster.local/a",
+                &["unix:uid:7", "unix:gid:7"],
+            ),
+            entry(
+                "one",
+                "spiffe://cluster.local/b",
+                &["unix:uid:7", "unix:gid:1000"],
+            ),
         ];
         let subject = sels(&["unix:uid:1000", "unix:gid:1000"]);
         let r = explain(&subject, Ok(&auth), &state(vec![]), NOW);
@@ -592,9 +620,26 @@ mod tests {
     #[test]
     fn matched_but_not_served_says_why() {
         let st = state(vec![
-            svid("old", "spiffe://cluster.local/old", &["unix:uid:1"], NOW - 1),
-            hinted("h1", "spiffe://cluster.local/a", &["unix:uid:1"], NOW + 60, "web"),
-            hinted("h2", "spiffe://cluster.local/b", &["unix:uid:1"], NOW + 60, "web"),
+            svid(
+                "old",
+                "spiffe://cluster.local/old",
+                &["unix:uid:1"],
+                NOW - 1,
+            ),
+            hinted(
+                "h1",
+                "spiffe://cluster.local/a",
+                &["unix:uid:1"],
+                NOW + 60,
+                "web",
+            ),
+            hinted(
+                "h2",
+                "spiffe://cluster.local/b",
+                &["unix:uid:1"],
+                NOW + 60,
+                "web",
+            ),
         ]);
         let auth = [
             entry("new", "spiffe://cluster.local/new", &["unix:uid:1"]),
@@ -606,10 +651,18 @@ mod tests {
         let r = explain(&sels(&["unix:uid:1"]), Ok(&auth), &st, NOW);
         let new = row(&r, "new");
         assert!(new.matched && !new.served && !new.svid_cached);
-        assert!(new.not_served_reason.contains("holds no SVID"), "{}", new.not_served_reason);
+        assert!(
+            new.not_served_reason.contains("holds no SVID"),
+            "{}",
+            new.not_served_reason
+        );
         let old = row(&r, "old");
         assert!(old.matched && !old.served && old.svid_cached);
-        assert!(old.not_served_reason.contains("expired"), "{}", old.not_served_reason);
+        assert!(
+            old.not_served_reason.contains("expired"),
+            "{}",
+            old.not_served_reason
+        );
         assert!(row(&r, "h1").served);
         let h2 = row(&r, "h2");
         assert!(!h2.served && h2.not_served_reason.contains("same hint \"web\""));
@@ -619,7 +672,12 @@ mod tests {
 
     #[test]
     fn without_the_server_only_cached_entries_are_listed_and_that_is_said() {
-        let st = state(vec![svid("a", "spiffe://cluster.local/app", &["unix:uid:5"], NOW + 60)]);
+        let st = state(vec![svid(
+            "a",
+            "spiffe://cluster.local/app",
+            &["unix:uid:5"],
+            NOW + 60,
+        )]);
         let r = explain(&sels(&["unix:uid:6"]), Err("connection refused"), &st, NOW);
         assert!(!r.entries_from_server);
         assert_eq!(r.server_error, "connection refused");
@@ -642,7 +700,11 @@ mod tests {
         assert_eq!((c.pid, c.uid, c.gid), (42, 1002, 51), "effective ids");
         let e = caller_of_pid(dir.path(), 43).unwrap_err();
         assert_eq!(e.code(), tonic::Code::NotFound);
-        assert!(e.message().contains("process 43 does not exist"), "{}", e.message());
+        assert!(
+            e.message().contains("process 43 does not exist"),
+            "{}",
+            e.message()
+        );
     }
 
     #[tokio::test]

@@ -408,10 +408,7 @@ pub fn report(r: &ExplainEntriesResponse, v: &Verdict) -> String {
     out.push_str(&format!("\nNote: {}.\n", r.unseen_entries_note));
     out.push_str(&format!("\nVerdict: {}\n", v.message));
     for (i, f) in v.fixes.iter().enumerate() {
-        out.push_str(&format!(
-            "{} {f}\n",
-            if i == 0 { "Fix:" } else { "  or:" }
-        ));
+        out.push_str(&format!("{} {f}\n", if i == 0 { "Fix:" } else { "  or:" }));
     }
     out
 }

@@ -101,11 +101,26 @@ fn text(o: &Output) -> (Option<i32>, String, String) {
 
 /// The entry ID `sigil entry create` printed.
 fn entry_id(created: &str) -> String {
-    let line = created
-        .lines()
-        .find(|l| l.starts_with("Entry ID"))
-        .unwrap();
+    let line = created.lines().find(|l| l.starts_with("Entry ID")).unwrap();
     line.split(": ").nth(1).unwrap().trim().to_owned()
+}
+
+/// The log without terminal colour codes (`ESC [ … m`).
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The command on the report's `Fix:` line, run as printed against the server.
@@ -160,7 +175,7 @@ fn explains_no_match_by_uid_and_path_then_the_printed_fix_works() {
     );
     assert!(err.contains("gets no identity"), "{err}");
 
-    // 2. An entry for another executable.
+    // 2. An entry for another executable (the server keeps selectors sorted).
     let path_entry = entry_id(&server.ok(&[
         "entry",
         "create",
@@ -189,8 +204,8 @@ fn explains_no_match_by_uid_and_path_then_the_printed_fix_works() {
              {path_entry} (spiffe://cluster.local/b-path) wants unix:path:/opt/app/server, the \
              process runs {exe}\n"
         )) && out.contains(&format!(
-            "Fix: sigil entry update -entryID {path_entry} -selector unix:uid:{me} -selector \
-             unix:path:{exe}\n"
+            "Fix: sigil entry update -entryID {path_entry} -selector unix:path:{exe} -selector \
+             unix:uid:{me}\n"
         )) && out.contains("  or: run the executable /opt/app/server\n"),
         "{out}"
     );
@@ -317,7 +332,7 @@ fn explains_no_match_by_uid_and_path_then_the_printed_fix_works() {
     );
 
     // Each request is logged at debug with the caller's uid.
-    let log = std::fs::read_to_string(&agent.log).unwrap();
+    let log = strip_ansi(&std::fs::read_to_string(&agent.log).unwrap());
     assert!(
         log.contains("explain request") && log.contains(&format!("caller_uid={me}")),
         "{log}"
@@ -338,10 +353,26 @@ fn explains_no_match_by_uid_and_path_then_the_printed_fix_works() {
             .unwrap();
         let (code, out, err) = text(&out);
         assert_eq!(code, Some(1), "{out}{err}");
-        assert!(err.contains("run this as the agent's user or root"), "{err}");
+        assert!(
+            err.contains("run this as the agent's user or root"),
+            "{err}"
+        );
     } else {
         eprintln!("SKIPPED (not root): explaining as another uid is refused");
     }
+
+    // 8. With the server gone, the agent explains from its cache and says so.
+    server.stop();
+    let (code, out, err) = text(&explain(&agent, &["--pid", &pid]));
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("entries (from its cache only: the server could not be asked (")
+            && out.contains("  parent:    unknown (the server could not be asked)\n")
+            && out.contains(&format!(
+                "Verdict: process {pid} gets spiffe://cluster.local/a-uid\n"
+            )),
+        "{out}"
+    );
 }
 
 #[test]
