@@ -453,3 +453,93 @@ pub fn to_json(r: &ExplainEntriesResponse, v: &Verdict) -> serde_json::Value {
         "fixes": v.fixes,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(t: &str) -> Selector {
+        let (ty, v) = t.split_once(':').unwrap();
+        Selector {
+            r#type: ty.into(),
+            value: v.into(),
+        }
+    }
+
+    fn miss(wanted: &str, have: &[&str]) -> SelectorMiss {
+        SelectorMiss {
+            wanted: Some(s(wanted)),
+            have: have.iter().map(|h| s(h)).collect(),
+        }
+    }
+
+    #[test]
+    fn an_ambiguous_replacement_gets_no_update_command_but_plain_words() {
+        let e = EntryExplanation {
+            entry_id: "e1".into(),
+            spiffe_id: "spiffe://cluster.local/x".into(),
+            selectors: vec![s("unix:supplementary_gid:10"), s("unix:uid:5")],
+            missing: vec![miss(
+                "unix:supplementary_gid:10",
+                &["unix:supplementary_gid:20", "unix:supplementary_gid:30"],
+            )],
+            ..Default::default()
+        };
+        let r = ExplainEntriesResponse {
+            pid: 7,
+            selectors: vec![
+                s("unix:uid:5"),
+                s("unix:supplementary_gid:20"),
+                s("unix:supplementary_gid:30"),
+            ],
+            entries: vec![e],
+            closest_entry_id: "e1".into(),
+            entries_from_server: true,
+            ..Default::default()
+        };
+        let v = verdict(&r);
+        assert!(!v.identity);
+        assert_eq!(
+            v.message,
+            "process 7 gets no identity: no entry matches; closest: entry e1 \
+             (spiffe://cluster.local/x) wants unix:supplementary_gid:10, the process has \
+             unix:supplementary_gid:20, unix:supplementary_gid:30"
+        );
+        assert_eq!(v.fixes, ["add the workload's user to group 10"]);
+    }
+
+    #[test]
+    fn a_missing_kind_is_dropped_from_the_update_and_said_plainly() {
+        let e = EntryExplanation {
+            entry_id: "e2".into(),
+            spiffe_id: "spiffe://cluster.local/y".into(),
+            selectors: vec![s("k8s:ns:payments"), s("unix:uid:5")],
+            missing: vec![miss("k8s:ns:payments", &[])],
+            ..Default::default()
+        };
+        assert_eq!(
+            describe_miss(&e.missing[0], true),
+            "wants k8s:ns:payments, the process has no k8s:ns selector"
+        );
+        assert_eq!(
+            update_command(&e).unwrap(),
+            "sigil entry update -entryID e2 -selector unix:uid:5"
+        );
+    }
+
+    #[test]
+    fn no_selectors_at_all_points_at_the_attestor() {
+        let r = ExplainEntriesResponse {
+            pid: 9,
+            entries_from_server: true,
+            ..Default::default()
+        };
+        let v = verdict(&r);
+        assert!(
+            v.message.contains("attested with no selectors"),
+            "{}",
+            v.message
+        );
+        assert!(v.fixes[0].contains("/proc/9"));
+    }
+}

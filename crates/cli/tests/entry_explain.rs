@@ -357,6 +357,29 @@ fn explains_no_match_by_uid_and_path_then_the_printed_fix_works() {
             err.contains("run this as the agent's user or root"),
             "{err}"
         );
+        // Even if the socket's mode were loosened (or in the moment between bind and chmod),
+        // the agent itself refuses other users.
+        let loosen = |p: &Path, m: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+        };
+        loosen(&dir.path().join("agent"), 0o755);
+        loosen(&agent.admin, 0o666);
+        let out = Command::new(SIGIL)
+            .args(["entry", "explain", "--pid", &pid, "--admin-socket-path"])
+            .arg(&agent.admin)
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .unwrap();
+        let (code, out, err) = text(&out);
+        assert_eq!(code, Some(1), "{out}{err}");
+        assert!(
+            err.contains(
+                "permission denied: only the agent's user (uid 0) or root may use the agent \
+                 admin API; you are uid 65534"
+            ) && out.is_empty(),
+            "{out}{err}"
+        );
     } else {
         eprintln!("SKIPPED (not root): explaining as another uid is refused");
     }
