@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "proto/workload.proto",
             "proto/config.proto",
             "proto/status.proto",
+            "proto/agent_admin.proto",
         ],
         ["proto"],
     )?;

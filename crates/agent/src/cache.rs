@@ -61,10 +61,16 @@ impl std::fmt::Debug for CachedSvid {
 }
 
 impl CachedSvid {
-    /// True when every selector of the entry is among `attested` (SPIRE's subset match).
+    /// True when every selector of the entry is among `attested` (see [`selectors_match`]).
     pub fn matches(&self, attested: &[Selector]) -> bool {
-        !self.selectors.is_empty() && self.selectors.iter().all(|s| attested.contains(s))
+        selectors_match(&self.selectors, attested)
     }
+}
+
+/// The Workload API's matching rule (SPIRE's subset match): an entry applies to a workload when
+/// it has selectors and every one of them is among the workload's attested selectors.
+pub fn selectors_match(entry: &[Selector], attested: &[Selector]) -> bool {
+    !entry.is_empty() && entry.iter().all(|s| attested.contains(s))
 }
 
 /// A snapshot of everything the agent serves.

@@ -8,6 +8,8 @@ use sigil_spiffe::TrustDomain;
 
 pub const DEFAULT_SOCKET: &str = "/tmp/sigil-agent/public/api.sock";
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/sigil/agent";
+/// The agent's admin socket with the default data dir (`<data-dir>/admin.sock`).
+pub const DEFAULT_ADMIN_SOCKET: &str = "/var/lib/sigil/agent/admin.sock";
 
 /// The same error type as the server's configuration (what was wrong, in which field or file).
 pub use sigil_server::config::ConfigError;
@@ -24,6 +26,7 @@ pub struct FileConfig {
     pub x509pop_key: Option<PathBuf>,
     pub data_dir: Option<PathBuf>,
     pub socket_path: Option<PathBuf>,
+    pub admin_socket_path: Option<PathBuf>,
     pub sync_interval: Option<String>,
 }
 
@@ -43,6 +46,7 @@ impl FileConfig {
             x509pop_key: over.x509pop_key.or(self.x509pop_key),
             data_dir: over.data_dir.or(self.data_dir),
             socket_path: over.socket_path.or(self.socket_path),
+            admin_socket_path: over.admin_socket_path.or(self.admin_socket_path),
             sync_interval: over.sync_interval.or(self.sync_interval),
         }
     }
@@ -80,6 +84,9 @@ pub struct AgentConfig {
     pub attestation: NodeAttestation,
     pub data_dir: PathBuf,
     pub socket_path: PathBuf,
+    /// The agent's private admin socket (`sigil entry explain`); never in the Workload API
+    /// socket's directory.
+    pub admin_socket_path: PathBuf,
     /// How often the agent asks the server for changes to its entries and bundles.
     pub sync_interval: Duration,
 }
@@ -146,20 +153,62 @@ impl AgentConfig {
                 reason: "must be positive".into(),
             });
         }
+        let data_dir = f
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let socket_path = f
+            .socket_path
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
+        let given = f.admin_socket_path.is_some();
+        let admin_socket_path = f
+            .admin_socket_path
+            .unwrap_or_else(|| data_dir.join("admin.sock"));
+        check_admin_socket(&admin_socket_path, &socket_path, given)?;
         Ok(AgentConfig {
             server_address,
             trust_domain,
             trust_bundle: f.trust_bundle,
             attestation,
-            data_dir: f
-                .data_dir
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
-            socket_path: f
-                .socket_path
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET)),
+            data_dir,
+            socket_path,
+            admin_socket_path,
             sync_interval,
         })
     }
+}
+
+/// The directory a socket path lives in, made absolute against the working directory.
+fn socket_dir(p: &Path) -> PathBuf {
+    let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_owned());
+    abs.parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// Refuses an admin socket in the Workload API socket's directory, as SPIRE's agent does: that
+/// directory is open to every workload, and the admin API lists every entry and selector.
+fn check_admin_socket(admin: &Path, workload: &Path, given: bool) -> Result<(), ConfigError> {
+    if socket_dir(admin) != socket_dir(workload) {
+        return Ok(());
+    }
+    let reason = if given {
+        format!(
+            "it is in the directory of the Workload API socket {}, which every workload can \
+             reach; put the admin socket in a directory only the agent can reach (the default \
+             is <data-dir>/admin.sock)",
+            workload.display()
+        )
+    } else {
+        format!(
+            "the default admin socket <data-dir>/admin.sock is in the directory of the Workload \
+             API socket {}, which every workload can reach; move --socket-path out of the data \
+             dir, or give --admin-socket-path in a directory only the agent can reach",
+            workload.display()
+        )
+    };
+    Err(ConfigError::Invalid {
+        field: "admin_socket_path",
+        value: admin.display().to_string(),
+        reason,
+    })
 }
 
 #[cfg(test)]
@@ -177,6 +226,7 @@ mod tests {
     fn defaults() {
         let c = AgentConfig::resolve(base()).unwrap();
         assert_eq!(c.socket_path, PathBuf::from(DEFAULT_SOCKET));
+        assert_eq!(c.admin_socket_path, PathBuf::from(DEFAULT_ADMIN_SOCKET));
         assert_eq!(c.trust_domain.as_str(), "cluster.local");
         assert_eq!(c.attestation, NodeAttestation::None);
         assert_eq!(c.sync_interval, Duration::from_secs(1));
@@ -229,6 +279,35 @@ mod tests {
                 .to_string()
                 .contains("positive")
         );
+    }
+
+    #[test]
+    fn admin_socket_is_never_beside_the_workload_socket() {
+        let c = AgentConfig::resolve(FileConfig {
+            data_dir: Some("/srv/agent".into()),
+            ..base()
+        })
+        .unwrap();
+        assert_eq!(c.admin_socket_path, PathBuf::from("/srv/agent/admin.sock"));
+        let f = FileConfig {
+            admin_socket_path: Some("/tmp/sigil-agent/public/admin.sock".into()),
+            ..base()
+        };
+        let e = AgentConfig::resolve(f).unwrap_err().to_string();
+        assert!(
+            e.contains("admin_socket_path")
+                && e.contains("directory of the Workload API socket")
+                && e.contains("/tmp/sigil-agent/public/api.sock"),
+            "{e}"
+        );
+        // The default, when the Workload API socket was put in the data dir.
+        let f = FileConfig {
+            data_dir: Some("/srv/agent".into()),
+            socket_path: Some("/srv/agent/api.sock".into()),
+            ..base()
+        };
+        let e = AgentConfig::resolve(f).unwrap_err().to_string();
+        assert!(e.contains("move --socket-path out of the data dir"), "{e}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The Sigil node agent: attests to the server, keeps the SVIDs of the entries it may serve,
 //! and serves them to local workloads over the SPIFFE Workload API on a Unix socket.
 
+pub mod admin;
 pub mod attestor;
 pub mod cache;
 pub mod client;
@@ -28,6 +29,8 @@ use crate::manager::{Fatal, Manager};
 /// A running agent.
 pub struct Bound {
     pub socket_path: PathBuf,
+    /// The private admin socket (`sigil entry explain`).
+    pub admin_socket_path: PathBuf,
     pub manager: Arc<Manager>,
     pub cache: CacheRx,
     /// The mesh configuration this agent serves to local proxies.
@@ -47,6 +50,7 @@ impl Bound {
     pub async fn shutdown(self) {
         self.tasks.stop().await;
         let _ = std::fs::remove_file(&self.socket_path);
+        let _ = std::fs::remove_file(&self.admin_socket_path);
     }
 }
 
@@ -62,6 +66,7 @@ pub async fn build(cfg: AgentConfig) -> anyhow::Result<Bound> {
     std::fs::set_permissions(&cfg.data_dir, std::fs::Permissions::from_mode(0o700))
         .with_context(|| format!("cannot restrict {} to mode 0700", cfg.data_dir.display()))?;
     let socket_path = cfg.socket_path.clone();
+    let admin_socket_path = cfg.admin_socket_path.clone();
     let server = cfg.server_address.clone();
     let mesh = mesh_config::MeshConfigSync::load(&cfg.data_dir)?;
     let (manager, cache) = Manager::load(cfg)?;
@@ -85,6 +90,8 @@ pub async fn build(cfg: AgentConfig) -> anyhow::Result<Bound> {
         )
     })?;
     let attestor: Arc<dyn attestor::WorkloadAttestor> = Arc::new(attestor::UnixAttestor::new());
+    let admin_listener = admin::bind(&admin_socket_path)?;
+    let admin = admin::AgentAdminService::new(cache.clone(), attestor.clone(), manager.clone());
     let jwt: Arc<dyn jwt::JwtSource> = Arc::new(jwt::ServerJwtSource::new(manager.clone()));
     let api = workload_api::WorkloadApi::new(cache.clone(), attestor, jwt);
     let health = workload_api::health_reporter().await;
@@ -122,6 +129,7 @@ pub async fn build(cfg: AgentConfig) -> anyhow::Result<Bound> {
             .clone()
             .forward(manager.clone(), tasks.shutdown_signal()),
     );
+    admin::serve(admin_listener, admin, &mut tasks);
     info!(
         agent = manager.agent_id().await.unwrap_or_default(),
         socket = %socket_path.display(),
@@ -129,6 +137,7 @@ pub async fn build(cfg: AgentConfig) -> anyhow::Result<Bound> {
     );
     Ok(Bound {
         socket_path,
+        admin_socket_path,
         manager,
         cache,
         mesh,

@@ -39,6 +39,10 @@ pub struct AgentRunArgs {
     /// The Workload API socket (default /tmp/sigil-agent/public/api.sock).
     #[arg(long = "socket-path", alias = "socketPath")]
     socket_path: Option<PathBuf>,
+    /// The agent's private admin socket for `sigil entry explain` (default
+    /// <data-dir>/admin.sock, mode 0600; never in the Workload API socket's directory).
+    #[arg(long = "admin-socket-path", alias = "adminSocketPath")]
+    admin_socket_path: Option<PathBuf>,
     /// How often to sync with the server (default 1s).
     #[arg(long = "sync-interval")]
     sync_interval: Option<String>,
@@ -134,6 +138,7 @@ pub async fn run(a: AgentRunArgs) -> Result<(), (u8, anyhow::Error)> {
         x509pop_key: a.x509pop_key,
         data_dir: a.data_dir,
         socket_path: a.socket_path,
+        admin_socket_path: a.admin_socket_path,
         sync_interval: a.sync_interval,
     };
     let cfg = AgentConfig::resolve(file.merge(flags)).map_err(|e| cfg_err(e.into()))?;

@@ -23,6 +23,9 @@ pub enum EntryCmd {
     Update(UpdateArgs),
     /// Deletes an entry.
     Delete(DeleteArgs),
+    /// Explains why a process (or a set of selectors) gets an identity or none, from the
+    /// agent's admin socket: exit 0 with an identity, 2 without.
+    Explain(crate::entry_explain::ExplainArgs),
 }
 
 #[derive(Debug, Args)]
@@ -165,6 +168,9 @@ pub async fn run(cmd: EntryCmd) -> anyhow::Result<()> {
             .map_err(status)?;
             println!("Deleted entry with ID: {}", a.entry_id);
             Ok(())
+        }
+        EntryCmd::Explain(_) => {
+            bail!("sigil entry explain is dispatched by main (it exits 2 on a finding)")
         }
     }
 }

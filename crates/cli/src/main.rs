@@ -7,6 +7,7 @@ mod config_cmd;
 mod config_table;
 mod describe_cmd;
 mod entry;
+mod entry_explain;
 mod live;
 mod ops;
 mod output;
@@ -232,6 +233,7 @@ async fn dispatch(cli: Cli) -> Result<(), (u8, anyhow::Error)> {
     match cli.cmd {
         Cmd::Server(ServerCmd::Run(a)) => server_run(a).await,
         Cmd::Server(ServerCmd::Healthcheck(s)) => op(ops::healthcheck(&s.socket_path).await),
+        Cmd::Entry(entry::EntryCmd::Explain(a)) => entry_explain::run(a).await,
         Cmd::Entry(c) => op(entry::run(c).await),
         Cmd::Token(c) => op(ops::token(c).await),
         Cmd::Agent(ops::AgentCmd::Run(a)) => agent_cmd::run(a).await,

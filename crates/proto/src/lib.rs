@@ -24,6 +24,13 @@ pub mod sigil {
             tonic::include_proto!("sigil.admin.v1");
         }
     }
+    pub mod agent {
+        pub mod admin {
+            pub mod v1 {
+                tonic::include_proto!("sigil.agent.admin.v1");
+            }
+        }
+    }
 }
 
 /// The SPIFFE Workload API (package-less, as the specification requires).
@@ -42,3 +49,6 @@ pub use sigil::status::v1 as status;
 
 /// The admin API (CLI → server, over the admin Unix socket).
 pub use sigil::admin::v1 as admin;
+
+/// The agent's admin API (CLI → agent, over the agent's private admin Unix socket).
+pub use sigil::agent::admin::v1 as agent_admin;
