@@ -30,6 +30,9 @@ pub use eval::{
     Protocol, Request, RuleRef, Verdict, authorize, explain,
 };
 pub use matcher::{Cidr, PathTemplate, StringMatcher};
+pub(crate) use authz::{Attr, Clause, Matcher};
+pub(crate) use compile::compile_rule;
+pub(crate) use matcher::{any_namespace, service_account_matches, strip_scheme};
 pub use mtls::{CompiledMtls, IgnoredPolicy, IgnoredReason, Level, MtlsReport, Origin, PortMtls};
 
 /// Mesh-wide settings the views depend on.
