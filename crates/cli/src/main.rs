@@ -2,6 +2,7 @@
 
 mod admin;
 mod agent_cmd;
+mod analyze_cmd;
 mod config_cmd;
 mod config_table;
 mod entry;
@@ -55,6 +56,8 @@ enum Cmd {
     /// The mTLS proxy beside a workload.
     #[command(subcommand)]
     Proxy(proxy_cmd::ProxyCmd),
+    /// Finds configuration that is valid but will not do what was meant (like istioctl analyze).
+    Analyze(analyze_cmd::AnalyzeArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -227,6 +230,7 @@ async fn dispatch(cli: Cli) -> Result<(), (u8, anyhow::Error)> {
         Cmd::Get(a) => op(config_cmd::get(a).await),
         Cmd::Delete(a) => op(config_cmd::delete(a).await),
         Cmd::Proxy(c) => proxy_cmd::run(c).await,
+        Cmd::Analyze(a) => analyze_cmd::run(a).await,
     }
 }
 

@@ -12,7 +12,10 @@ use super::{Finding, Input, KnownWorkload, ResourceRef, Severity, find};
 fn ports_admit<'a>(mut clauses: impl Iterator<Item = &'a Clause>, port: u16) -> bool {
     clauses.all(|c| {
         c.attr != Attr::DestPort || {
-            let hit = c.matchers.iter().any(|m| matches!(m, Matcher::Port(p) if *p == port));
+            let hit = c
+                .matchers
+                .iter()
+                .any(|m| matches!(m, Matcher::Port(p) if *p == port));
             hit != c.negated
         }
     })
@@ -52,8 +55,12 @@ pub(super) fn check(input: &Input<'_>, out: &mut Vec<Finding>) {
             if !matches!(policy.action, Action::Allow | Action::Deny) {
                 continue;
             }
-            let Some(l) = find(input, "AuthorizationPolicy", &policy.id.namespace, &policy.id.name)
-            else {
+            let Some(l) = find(
+                input,
+                "AuthorizationPolicy",
+                &policy.id.namespace,
+                &policy.id.name,
+            ) else {
                 continue;
             };
             for (r, rule) in policy.rules.iter().enumerate() {
@@ -70,9 +77,10 @@ pub(super) fn check(input: &Input<'_>, out: &mut Vec<Finding>) {
                 };
                 let fields = http_fields(&mut all()).join(", ");
                 for port in tcp_ports(w) {
-                    let to_ok = rule.to.as_ref().is_none_or(|es| {
-                        es.iter().any(|e| ports_admit(e.clauses.iter(), port))
-                    });
+                    let to_ok = rule
+                        .to
+                        .as_ref()
+                        .is_none_or(|es| es.iter().any(|e| ports_admit(e.clauses.iter(), port)));
                     if !to_ok || !ports_admit(rule.when.iter(), port) {
                         continue;
                     }
@@ -157,7 +165,11 @@ mod tests {
         let deny = db(&policy("DENY", ""), Protocol::Tcp).with_code("SG0302");
         assert_eq!(deny.len(), 1, "{deny:?}");
         assert_eq!(deny[0].severity, Severity::Error);
-        assert!(deny[0].message.contains("denies every connection to port 5432"));
+        assert!(
+            deny[0]
+                .message
+                .contains("denies every connection to port 5432")
+        );
     }
 
     #[test]
@@ -166,6 +178,10 @@ mod tests {
         let other = "        ports: [\"8080\"]\n";
         assert!(db(&policy("DENY", other), Protocol::Tcp).run().is_empty());
         let not_this = "        notPorts: [\"5432\"]\n";
-        assert!(db(&policy("ALLOW", not_this), Protocol::Tcp).run().is_empty());
+        assert!(
+            db(&policy("ALLOW", not_this), Protocol::Tcp)
+                .run()
+                .is_empty()
+        );
     }
 }

@@ -8,7 +8,9 @@ use std::collections::BTreeSet;
 
 use crate::authz::Action;
 use crate::resource::Resource;
-use crate::view::{Attr, Matcher, any_namespace, compile_rule, service_account_matches, strip_scheme};
+use crate::view::{
+    Attr, Matcher, any_namespace, compile_rule, service_account_matches, strip_scheme,
+};
 
 use super::{
     Finding, Input, Located, RegisteredEntry, ResourceRef, Severity, human_duration, namespace_of,
@@ -163,10 +165,7 @@ fn check_values(input: &Input<'_>, entries: &[RegisteredEntry], out: &mut Vec<Fi
                     continue;
                 }
                 for (i, m) in c.matchers.iter().enumerate() {
-                    if entries
-                        .iter()
-                        .any(|e| matches(&c.attr, m, &e.spiffe_id))
-                    {
+                    if entries.iter().any(|e| matches(&c.attr, m, &e.spiffe_id)) {
                         continue;
                     }
                     out.push(report(
@@ -263,7 +262,12 @@ mod tests {
         assert_eq!(p.len(), 1, "{p:?}");
         assert_eq!(p[0].severity, Severity::Error);
         assert_eq!(p[0].resource.line, Some(12));
-        assert!(p[0].message.contains("\"cluster.local/ns/payments/sa/checkout\""), "{}", p[0].message);
+        assert!(
+            p[0].message
+                .contains("\"cluster.local/ns/payments/sa/checkout\""),
+            "{}",
+            p[0].message
+        );
         assert!(p[0].fix.contains(CHECKOUT), "{}", p[0].fix);
         let n = f.with_code("SG0103");
         assert_eq!(n.len(), 1, "{n:?}");
@@ -279,8 +283,15 @@ mod tests {
             ("spiffe://cluster.local/ns/paymnts/sa/x", 0),
         ]);
         assert!(f.run().is_empty(), "{:?}", f.run());
-        let wild = AP.replace("sa/checkout\n", "sa/*\n").replace("[paymnts]", "[\"pay*\"]");
-        assert!(Fixture::new(&wild).entries(&[(CHECKOUT, 0)]).run().is_empty());
+        let wild = AP
+            .replace("sa/checkout\n", "sa/*\n")
+            .replace("[paymnts]", "[\"pay*\"]");
+        assert!(
+            Fixture::new(&wild)
+                .entries(&[(CHECKOUT, 0)])
+                .run()
+                .is_empty()
+        );
         // Entries not known (no server, no --entries): skipped, not "none registered".
         assert!(Fixture::new(AP).run().is_empty());
     }
@@ -290,19 +301,29 @@ mod tests {
         let deny = AP.replace("spec:\n", "spec:\n  action: DENY\n");
         let f = Fixture::new(&deny).entries(&[(CHECKOUT, 0)]);
         let all = f.run();
-        assert!(all.iter().all(|x| x.severity == Severity::Warning), "{all:?}");
+        assert!(
+            all.iter().all(|x| x.severity == Severity::Warning),
+            "{all:?}"
+        );
         assert_eq!(all.len(), 2);
     }
 
     #[test]
     fn ttl_longer_than_the_ca_has_left_is_reported() {
-        let f = Fixture::new("").entries(&[(CHECKOUT, 7200), ("spiffe://cluster.local/ns/a/sa/b", 1800)]);
+        let f = Fixture::new("")
+            .entries(&[(CHECKOUT, 7200), ("spiffe://cluster.local/ns/a/sa/b", 1800)]);
         let now = f.now;
         let f = f.ca_not_after(now + 3600);
         let found = f.with_code("SG0501");
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].resource.name, CHECKOUT);
-        assert!(found[0].message.contains("valid 2h but the CA expires in 1h"), "{}", found[0].message);
+        assert!(
+            found[0]
+                .message
+                .contains("valid 2h but the CA expires in 1h"),
+            "{}",
+            found[0].message
+        );
         let expired = Fixture::new("").entries(&[]);
         let now = expired.now;
         let expired = expired.ca_not_after(now - 1);

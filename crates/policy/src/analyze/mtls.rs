@@ -99,7 +99,10 @@ pub(super) fn check(input: &Input<'_>, out: &mut Vec<Finding>) {
             .metadata()
             .creation_timestamp
             .clone()
-            .map_or_else(|| "no creationTimestamp".to_owned(), |t| format!("created {t}"));
+            .map_or_else(
+                || "no creationTimestamp".to_owned(),
+                |t| format!("created {t}"),
+            );
         let scope = if workloads.is_empty() {
             String::new()
         } else {
@@ -143,7 +146,13 @@ mod tests {
         let found = Fixture::new(&yaml).with_code("SG0204");
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].resource.name, "b-new");
-        assert!(found[0].message.contains("payments/a-old, created 2024-01-01"), "{}", found[0].message);
+        assert!(
+            found[0]
+                .message
+                .contains("payments/a-old, created 2024-01-01"),
+            "{}",
+            found[0].message
+        );
         assert!(found[0].message.contains("namespace level"));
     }
 
@@ -165,7 +174,11 @@ mod tests {
         let f = Fixture::new(&yaml).workload("payments", "billing", &[("app", "billing")]);
         let found = f.with_code("SG0204");
         assert_eq!(found.len(), 1, "{found:?}");
-        assert!(found[0].message.contains("for workload payments/billing"), "{}", found[0].message);
+        assert!(
+            found[0].message.contains("for workload payments/billing"),
+            "{}",
+            found[0].message
+        );
     }
 
     #[test]
@@ -176,6 +189,10 @@ mod tests {
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].resource.line, Some(9));
         // Without the selector it is the mesh default: fine.
-        assert!(Fixture::new(&pa("strict", "istio-system", "2024-01-01T00:00:00Z", "")).run().is_empty());
+        assert!(
+            Fixture::new(&pa("strict", "istio-system", "2024-01-01T00:00:00Z", ""))
+                .run()
+                .is_empty()
+        );
     }
 }

@@ -71,9 +71,11 @@ pub(super) fn check(input: &Input<'_>, out: &mut Vec<Finding>) {
             .iter()
             .filter(|w| everywhere || w.workload.namespace == ns)
             .collect();
-        let matched = scope
-            .iter()
-            .any(|w| labels.iter().all(|(k, v)| w.workload.labels.get(k) == Some(v)));
+        let matched = scope.iter().any(|w| {
+            labels
+                .iter()
+                .all(|(k, v)| w.workload.labels.get(k) == Some(v))
+        });
         if matched {
             continue;
         }
@@ -118,22 +120,39 @@ mod tests {
 
     #[test]
     fn a_misspelt_selector_is_reported_with_the_line_and_the_known_labels() {
-        let f = Fixture::new(AP).workload("payments", "billing-service", &[("app", "billing-service")]);
+        let f =
+            Fixture::new(AP).workload("payments", "billing-service", &[("app", "billing-service")]);
         let found = f.with_code("SG0101");
         assert_eq!(found.len(), 1, "{found:?}");
         let x = &found[0];
-        assert_eq!(x.resource.to_string(), "AuthorizationPolicy payments/billing test.yaml:8");
-        assert!(x.message.contains("app=biling-service matches no workload"), "{}", x.message);
-        assert!(x.message.contains("billing-service [app=billing-service]"), "{}", x.message);
+        assert_eq!(
+            x.resource.to_string(),
+            "AuthorizationPolicy payments/billing test.yaml:8"
+        );
+        assert!(
+            x.message.contains("app=biling-service matches no workload"),
+            "{}",
+            x.message
+        );
+        assert!(
+            x.message.contains("billing-service [app=billing-service]"),
+            "{}",
+            x.message
+        );
     }
 
     #[test]
     fn a_matching_selector_or_no_known_workloads_is_quiet() {
         let ok = AP.replace("biling", "billing");
-        let f = Fixture::new(&ok).workload("payments", "billing-service", &[("app", "billing-service")]);
+        let f = Fixture::new(&ok).workload(
+            "payments",
+            "billing-service",
+            &[("app", "billing-service")],
+        );
         assert!(f.with_code("SG0101").is_empty());
         // Same labels in another namespace do not count.
-        let f = Fixture::new(&ok).workload("shop", "billing-service", &[("app", "billing-service")]);
+        let f =
+            Fixture::new(&ok).workload("shop", "billing-service", &[("app", "billing-service")]);
         assert_eq!(f.with_code("SG0101").len(), 1);
         // Nothing known: nothing to judge.
         assert!(Fixture::new(AP).with_code("SG0101").is_empty());
@@ -141,8 +160,14 @@ mod tests {
 
     #[test]
     fn root_namespace_authorization_selectors_look_in_every_namespace() {
-        let root = AP.replace("namespace: payments", "namespace: istio-system").replace("biling", "billing");
-        let f = Fixture::new(&root).workload("payments", "billing-service", &[("app", "billing-service")]);
+        let root = AP
+            .replace("namespace: payments", "namespace: istio-system")
+            .replace("biling", "billing");
+        let f = Fixture::new(&root).workload(
+            "payments",
+            "billing-service",
+            &[("app", "billing-service")],
+        );
         assert!(f.with_code("SG0101").is_empty());
     }
 }

@@ -118,7 +118,16 @@ fn entry_for<'a>(
                 .hosts
                 .iter()
                 .filter(|h| host_matches(h, host))
-                .map(|h| (if h.starts_with('*') { h.len() } else { usize::MAX }, *l))
+                .map(|h| {
+                    (
+                        if h.starts_with('*') {
+                            h.len()
+                        } else {
+                            usize::MAX
+                        },
+                        *l,
+                    )
+                })
                 .max_by_key(|(s, _)| *s)
         })
         .max_by_key(|(s, _)| *s)
@@ -164,14 +173,17 @@ fn strict_origin(origin: &Origin) -> String {
     }
 }
 
+/// (rule namespace, rule name, field path of the deciding level).
+type Key = (String, String, &'static str);
+/// (workload and host, port, what made it STRICT).
+type Target = (String, u16, String);
+
 pub(super) fn check(input: &Input<'_>, out: &mut Vec<Finding>) {
     let drs = rules(input);
     let ses = service_entries(input);
     let pas: Vec<_> = peer_authentications(input).collect();
     // (rule ns, rule name, level) → (workload, port, origin) → clients
-    type Key = (String, String, &'static str);
-    let mut disabled: BTreeMap<Key, BTreeMap<(String, u16, String), BTreeSet<String>>> =
-        BTreeMap::new();
+    let mut disabled: BTreeMap<Key, BTreeMap<Target, BTreeSet<String>>> = BTreeMap::new();
     for w in input.workloads {
         let mtls = CompiledMtls::compile(pas.iter().copied(), &w.workload, input.mesh);
         for p in &w.ports {
@@ -186,8 +198,7 @@ pub(super) fn check(input: &Input<'_>, out: &mut Vec<Finding>) {
                 // labels in each namespace that holds a rule or the workload.
                 let mut clients: Vec<(String, Option<&Workload>, String)> = Vec::new();
                 for c in input.workloads.iter().filter(|c| c.proxy == Some(true)) {
-                    if c
-                        .outbound
+                    if c.outbound
                         .iter()
                         .any(|u| u.host.eq_ignore_ascii_case(&host) && u.port == sport)
                     {
@@ -198,8 +209,10 @@ pub(super) fn check(input: &Input<'_>, out: &mut Vec<Finding>) {
                         ));
                     }
                 }
-                let mut spaces: BTreeSet<String> =
-                    drs.iter().filter_map(|d| d.metadata.namespace.clone()).collect();
+                let mut spaces: BTreeSet<String> = drs
+                    .iter()
+                    .filter_map(|d| d.metadata.namespace.clone())
+                    .collect();
                 spaces.insert(w.workload.namespace.clone());
                 for ns in spaces {
                     clients.push((ns.clone(), None, format!("any client in namespace {ns}")));
@@ -214,7 +227,11 @@ pub(super) fn check(input: &Input<'_>, out: &mut Vec<Finding>) {
                     match destination_tls(&drs, &q) {
                         Some(d) if d.tls.is_some_and(|t| t.mode == TlsMode::Disable) => {
                             disabled
-                                .entry((d.rule.namespace.clone(), d.rule.name.clone(), level_path(d.level)))
+                                .entry((
+                                    d.rule.namespace.clone(),
+                                    d.rule.name.clone(),
+                                    level_path(d.level),
+                                ))
                                 .or_default()
                                 .entry((format!("{wname} ({host})"), p.port, origin.clone()))
                                 .or_default()
@@ -244,7 +261,9 @@ pub(super) fn check(input: &Input<'_>, out: &mut Vec<Finding>) {
                 input.mesh,
             );
             for k in input.workloads.iter().filter(|k| k.proxy == Some(false)) {
-                let Some(id) = &k.workload.spiffe_id else { continue };
+                let Some(id) = &k.workload.spiffe_id else {
+                    continue;
+                };
                 if !named_by_allow(&authz, id) {
                     continue;
                 }
@@ -253,7 +272,9 @@ pub(super) fn check(input: &Input<'_>, out: &mut Vec<Finding>) {
         }
     }
     for ((ns, name, path), hits) in disabled {
-        let Some(l) = find(input, "DestinationRule", &ns, &name) else { continue };
+        let Some(l) = find(input, "DestinationRule", &ns, &name) else {
+            continue;
+        };
         for ((target, port, origin), clients) in hits {
             let clients: Vec<String> = clients.into_iter().collect();
             out.push(Finding {
@@ -275,7 +296,14 @@ pub(super) fn check(input: &Input<'_>, out: &mut Vec<Finding>) {
     }
 }
 
-fn plaintext_entry(l: &Located, who: &str, wname: &str, host: &str, port: u16, origin: &str) -> Finding {
+fn plaintext_entry(
+    l: &Located,
+    who: &str,
+    wname: &str,
+    host: &str,
+    port: u16,
+    origin: &str,
+) -> Finding {
     Finding {
         code: "SG0201",
         severity: Severity::Error,
@@ -292,7 +320,13 @@ fn plaintext_entry(l: &Located, who: &str, wname: &str, host: &str, port: u16, o
     }
 }
 
-fn no_proxy(input: &Input<'_>, w: &KnownWorkload, k: &KnownWorkload, port: u16, origin: &str) -> Finding {
+fn no_proxy(
+    input: &Input<'_>,
+    w: &KnownWorkload,
+    k: &KnownWorkload,
+    port: u16,
+    origin: &str,
+) -> Finding {
     let resource = match origin.strip_prefix("PeerAuthentication ") {
         Some(id) => id
             .split_once('/')
@@ -344,9 +378,16 @@ mod tests {
         let found = mesh(&format!("{STRICT}{DR}")).with_code("SG0202");
         assert_eq!(found.len(), 1, "{found:?}");
         let f = &found[0];
-        assert_eq!(f.resource.to_string(), "DestinationRule payments/plain test.yaml:19");
+        assert_eq!(
+            f.resource.to_string(),
+            "DestinationRule payments/plain test.yaml:19"
+        );
         assert!(f.message.contains("payments/checkout"), "{}", f.message);
-        assert!(f.message.contains("PeerAuthentication payments/default"), "{}", f.message);
+        assert!(
+            f.message.contains("PeerAuthentication payments/default"),
+            "{}",
+            f.message
+        );
         assert!(f.fix.contains("ISTIO_MUTUAL"));
     }
 
@@ -366,8 +407,15 @@ mod tests {
         let found = f.with_code("SG0201");
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].resource.name, "billing-vm");
-        assert!(found[0].message.contains("MESH_EXTERNAL"), "{}", found[0].message);
-        let internal = SE.replace("  workloadSelector", "  location: MESH_INTERNAL\n  workloadSelector");
+        assert!(
+            found[0].message.contains("MESH_EXTERNAL"),
+            "{}",
+            found[0].message
+        );
+        let internal = SE.replace(
+            "  workloadSelector",
+            "  location: MESH_INTERNAL\n  workloadSelector",
+        );
         let f = mesh(&format!("{STRICT}{internal}")).calls("billing.vm.internal", 80);
         assert!(f.run().is_empty(), "{:?}", f.run());
     }
@@ -381,8 +429,15 @@ mod tests {
             .without_proxy();
         let found = f.with_code("SG0201");
         assert_eq!(found.len(), 1, "{found:?}");
-        assert_eq!(found[0].resource.to_string(), "PeerAuthentication payments/default test.yaml:8");
-        assert!(found[0].message.contains("payments/legacy"), "{}", found[0].message);
+        assert_eq!(
+            found[0].resource.to_string(),
+            "PeerAuthentication payments/default test.yaml:8"
+        );
+        assert!(
+            found[0].message.contains("payments/legacy"),
+            "{}",
+            found[0].message
+        );
         // With a proxy it originates mTLS; not named, it is not a caller.
         let f = mesh(&format!("{STRICT}{ALLOW}")).workload("payments", "legacy", &[]);
         assert!(f.with_code("SG0201").is_empty());

@@ -131,7 +131,11 @@ fn authorization(
     out: &mut Vec<Finding>,
 ) {
     if spec.target_ref.is_some() || !spec.target_refs.is_empty() {
-        let path = if spec.target_ref.is_some() { "spec.targetRef" } else { "spec.targetRefs" };
+        let path = if spec.target_ref.is_some() {
+            "spec.targetRef"
+        } else {
+            "spec.targetRefs"
+        };
         out.push(Finding {
             code: "SG0408",
             severity: Severity::Warning,
@@ -152,7 +156,10 @@ fn authorization(
             message: format!(
                 "CUSTOM delegates to provider {:?}, and Sigil has no external authorizer: \
                  every request its rules match is denied (fail closed)",
-                spec.provider.as_ref().map(|p| p.name.as_str()).unwrap_or_default()
+                spec.provider
+                    .as_ref()
+                    .map(|p| p.name.as_str())
+                    .unwrap_or_default()
             ),
             fix: "Express the decision with ALLOW and DENY policies.".to_owned(),
         });
@@ -186,7 +193,11 @@ fn authorization(
             };
             out.push(Finding {
                 code: "SG0405",
-                severity: if deny_all { Severity::Error } else { Severity::Warning },
+                severity: if deny_all {
+                    Severity::Error
+                } else {
+                    Severity::Warning
+                },
                 resource: ResourceRef::of(l, &format!("spec.rules[{r}]")),
                 message: format!(
                     "rule {r} uses {} but the Sigil proxy does not validate JWTs: no request \
@@ -211,7 +222,11 @@ fn authorization(
                 message: format!(
                     "rule {r} has a key or value Sigil cannot evaluate (keys: {}; \
                      experimental.envoy.filters.* or a malformed IP/port): {effect}",
-                    rule.when.iter().map(|w| w.key.as_str()).collect::<Vec<_>>().join(", ")
+                    rule.when
+                        .iter()
+                        .map(|w| w.key.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
                 fix: "Use keys Sigil evaluates: source.ip, remote.ip, source.principal, \
                       source.namespace, source.serviceAccount, destination.ip, \
@@ -252,12 +267,23 @@ mod tests {
 
     #[test]
     fn traffic_settings_and_crl_the_proxy_ignores_are_named() {
-        let lb = format!("{DR}    loadBalancer:\n      simple: ROUND_ROBIN\n    outlierDetection:\n      consecutive5xxErrors: 3\n");
+        let lb = format!(
+            "{DR}    loadBalancer:\n      simple: ROUND_ROBIN\n    outlierDetection:\n      consecutive5xxErrors: 3\n"
+        );
         let found = Fixture::new(&lb).with_code("SG0401");
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].severity, Severity::Info);
-        assert!(found[0].message.contains("spec.trafficPolicy.loadBalancer, spec.trafficPolicy.outlierDetection"), "{}", found[0].message);
-        let crl = DR.replace("ISTIO_MUTUAL", "SIMPLE\n      caCertificates: /etc/ca.pem\n      caCrl: /etc/crl.pem");
+        assert!(
+            found[0]
+                .message
+                .contains("spec.trafficPolicy.loadBalancer, spec.trafficPolicy.outlierDetection"),
+            "{}",
+            found[0].message
+        );
+        let crl = DR.replace(
+            "ISTIO_MUTUAL",
+            "SIMPLE\n      caCertificates: /etc/ca.pem\n      caCrl: /etc/crl.pem",
+        );
         let found = Fixture::new(&crl).with_code("SG0402");
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].resource.line, Some(12));
@@ -266,7 +292,10 @@ mod tests {
 
     #[test]
     fn credential_name_on_mutual_refuses_connections() {
-        let cred = DR.replace("ISTIO_MUTUAL", "MUTUAL\n      credentialName: billing-client");
+        let cred = DR.replace(
+            "ISTIO_MUTUAL",
+            "MUTUAL\n      credentialName: billing-client",
+        );
         let found = Fixture::new(&cred).with_code("SG0403");
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].severity, Severity::Error);
@@ -276,23 +305,34 @@ mod tests {
 
     #[test]
     fn jwt_fields_custom_unknown_keys_and_target_refs_are_reported() {
-        let deny = format!("{AP}  action: DENY\n  rules:\n  - from:\n    - source:\n        notRequestPrincipals: [\"*\"]\n");
+        let deny = format!(
+            "{AP}  action: DENY\n  rules:\n  - from:\n    - source:\n        notRequestPrincipals: [\"*\"]\n"
+        );
         let found = Fixture::new(&deny).with_code("SG0405");
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].severity, Severity::Error);
-        let allow = format!("{AP}  rules:\n  - from:\n    - source:\n        requestPrincipals: [\"issuer/sub\"]\n");
+        let allow = format!(
+            "{AP}  rules:\n  - from:\n    - source:\n        requestPrincipals: [\"issuer/sub\"]\n"
+        );
         let found = Fixture::new(&allow).with_code("SG0405");
         assert_eq!(found[0].severity, Severity::Warning);
         assert!(found[0].message.contains("never matches"));
-        let custom = format!("{AP}  action: CUSTOM\n  provider:\n    name: ext-authz\n  rules:\n  - {{}}\n");
+        let custom =
+            format!("{AP}  action: CUSTOM\n  provider:\n    name: ext-authz\n  rules:\n  - {{}}\n");
         assert_eq!(Fixture::new(&custom).with_code("SG0406").len(), 1);
-        let when = format!("{AP}  rules:\n  - when:\n    - key: experimental.envoy.filters.a[b]\n      values: [x]\n");
+        let when = format!(
+            "{AP}  rules:\n  - when:\n    - key: experimental.envoy.filters.a[b]\n      values: [x]\n"
+        );
         let found = Fixture::new(&when).with_code("SG0407");
         assert_eq!(found.len(), 1, "{found:?}");
         assert!(found[0].message.contains("experimental.envoy.filters.a[b]"));
-        let target = format!("{AP}  targetRefs:\n  - kind: Gateway\n    group: gateway.networking.k8s.io\n    name: gw\n");
+        let target = format!(
+            "{AP}  targetRefs:\n  - kind: Gateway\n    group: gateway.networking.k8s.io\n    name: gw\n"
+        );
         assert_eq!(Fixture::new(&target).with_code("SG0408").len(), 1);
-        let plain = format!("{AP}  rules:\n  - from:\n    - source:\n        principals: [a/b]\n    when:\n    - key: source.ip\n      values: [10.0.0.0/8]\n");
+        let plain = format!(
+            "{AP}  rules:\n  - from:\n    - source:\n        principals: [a/b]\n    when:\n    - key: source.ip\n      values: [10.0.0.0/8]\n"
+        );
         assert!(Fixture::new(&plain).run().is_empty());
     }
 
