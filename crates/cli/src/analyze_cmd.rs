@@ -327,7 +327,15 @@ fn read_files(a: &AnalyzeArgs) -> Result<Vec<Located>, (u8, anyhow::Error)> {
             ),
         ));
     }
-    Ok(out)
+    // The same object in several files is one object: the last one wins, as with apply.
+    let mut seen = std::collections::BTreeSet::new();
+    let mut unique: Vec<Located> = out
+        .into_iter()
+        .rev()
+        .filter(|l| seen.insert(key(l)))
+        .collect();
+    unique.reverse();
+    Ok(unique)
 }
 
 pub async fn run(a: AnalyzeArgs) -> Result<(), (u8, anyhow::Error)> {

@@ -433,6 +433,25 @@ fn the_payments_example_in_strict_mode_has_no_issue_and_breaks_when_an_entry_is_
         r.stdout,
         "✔ No validation issues found when analyzing all namespaces.\n"
     );
+    // Both phases in one call: the later `default` replaces the earlier one, as with apply.
+    let r = sigil(&[
+        "analyze",
+        "-f",
+        &example("mesh/base"),
+        "-f",
+        &example("mesh/permissive"),
+        "-f",
+        &example("mesh/strict"),
+        "--workloads",
+        &example("proxies"),
+        "--failure-threshold",
+        "Info",
+    ]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(
+        r.stdout,
+        "✔ No validation issues found when analyzing all namespaces.\n"
+    );
     // Without checkout-service's entry, billing-service-policy admits nobody.
     let some = write(
         tmp.path(),

@@ -8,6 +8,7 @@
 //!
 //! | code | severity | finding |
 //! |---|---|---|
+//! | SG0001 | Error | a document does not parse or validate (printed by the CLI; `sigil apply` would refuse it) |
 //! | SG0101 | Warning | a `selector`/`workloadSelector` matches no known workload |
 //! | SG0102 | Error (ALLOW) / Warning | a principal or service account matches no registered entry |
 //! | SG0103 | Error (ALLOW) / Warning | a namespace matches no registered entry |
