@@ -2,6 +2,7 @@
 
 mod admin;
 mod agent_cmd;
+mod analyze_cmd;
 mod authz_cmd;
 mod config_cmd;
 mod config_table;
@@ -70,6 +71,8 @@ enum Cmd {
     /// Authorization: evaluate a request against the live policy.
     #[command(subcommand)]
     Authz(authz_cmd::AuthzCmd),
+    /// Finds configuration that is valid but will not do what was meant (like istioctl analyze).
+    Analyze(analyze_cmd::AnalyzeArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -246,6 +249,7 @@ async fn dispatch(cli: Cli) -> Result<(), (u8, anyhow::Error)> {
         Cmd::StrictReadiness(a) => status_cmd::strict_readiness(a).await,
         Cmd::Describe(c) => describe_cmd::run(c).await,
         Cmd::Authz(c) => authz_cmd::run(c).await,
+        Cmd::Analyze(a) => analyze_cmd::run(a).await,
     }
 }
 

@@ -5,6 +5,7 @@
 //! [`Resource`]s, or returns every [`ParseError`] (file, document, line, column, field path,
 //! and what to do).
 
+pub mod analyze;
 mod authz;
 mod certmanager;
 mod de;

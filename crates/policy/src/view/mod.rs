@@ -22,14 +22,17 @@ use std::fmt;
 use crate::meta::{Object, WorkloadSelector};
 use crate::resource::Resource;
 
+pub(crate) use authz::{Attr, Clause, Matcher};
 pub use authz::{
     CompiledAuthz, CompiledPolicy, DRY_RUN_ANNOTATION, NotAppliedReason, PolicyNotApplied,
 };
+pub(crate) use compile::compile_rule;
 pub use eval::{
     Claims, Decision, Denial, Explanation, Headers, HttpRequest, Mismatch, NoHeaders, Permit,
     Protocol, Request, RuleRef, Verdict, authorize, explain,
 };
 pub use matcher::{Cidr, PathTemplate, StringMatcher};
+pub(crate) use matcher::{any_namespace, service_account_matches, strip_scheme};
 pub use mtls::{CompiledMtls, IgnoredPolicy, IgnoredReason, Level, MtlsReport, Origin, PortMtls};
 
 /// Mesh-wide settings the views depend on.
