@@ -4,11 +4,13 @@ mod admin;
 mod agent_cmd;
 mod config_cmd;
 mod config_table;
+mod diagnose;
 mod entry;
 mod ops;
 mod output;
 mod proxy_cmd;
 mod spire_flags;
+mod x509_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -55,6 +57,12 @@ enum Cmd {
     /// The mTLS proxy beside a workload.
     #[command(subcommand)]
     Proxy(proxy_cmd::ProxyCmd),
+    /// Explains why a connection fails: sigil diagnose tls HOST:PORT.
+    #[command(subcommand)]
+    Diagnose(diagnose::DiagnoseCmd),
+    /// Certificates: inspect, verify against a bundle, mint an X.509-SVID.
+    #[command(subcommand)]
+    X509(x509_cmd::X509Cmd),
 }
 
 #[derive(Debug, Subcommand)]
@@ -227,6 +235,8 @@ async fn dispatch(cli: Cli) -> Result<(), (u8, anyhow::Error)> {
         Cmd::Get(a) => op(config_cmd::get(a).await),
         Cmd::Delete(a) => op(config_cmd::delete(a).await),
         Cmd::Proxy(c) => proxy_cmd::run(c).await,
+        Cmd::Diagnose(c) => diagnose::run(c).await,
+        Cmd::X509(c) => x509_cmd::run(c).await,
     }
 }
 

@@ -2,6 +2,7 @@
 //! to, and the admin API the CLI talks to. `build` binds everything and returns a [`Bound`].
 
 pub mod admin_api;
+mod admin_mint;
 pub mod admin_client;
 pub mod authz;
 pub mod ca_handle;
