@@ -340,7 +340,7 @@ fn tls(o: &Observation, h: &Handshake) -> Finding {
     // Our own verdict on the server's chain first: the handshake aborts because of it.
     if let PeerCheck::Failed(p) = &o.check {
         let ctx = CertContext {
-            what: "the server's certificate",
+            what: "the server's certificate chain",
             chain: &o.server_chain,
             roots: &e.roots,
             trust_source: e.trust_source.as_deref().unwrap_or("none"),

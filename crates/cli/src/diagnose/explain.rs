@@ -121,7 +121,7 @@ pub fn explain(ctx: &CertContext<'_>, p: &Problem) -> Finding {
                 not_after,
                 now,
             }),
-        ) => expired(ctx, &cert.to_string(), *not_after as i64, *now as i64, false),
+        ) => expired(ctx, &cert_label(ctx, cert), *not_after as i64, *now as i64, false),
         (
             _,
             Some(C::AuthorityExpired {
@@ -131,7 +131,7 @@ pub fn explain(ctx: &CertContext<'_>, p: &Problem) -> Finding {
             }),
         ) => expired(
             ctx,
-            &format!("trusted root ({subject})"),
+            &format!("the trusted root {subject}"),
             *not_after as i64,
             *now as i64,
             true,
@@ -143,7 +143,7 @@ pub fn explain(ctx: &CertContext<'_>, p: &Problem) -> Finding {
                 not_before,
                 now,
             }),
-        ) => not_yet_valid(ctx, &cert.to_string(), *not_before as i64, *now as i64),
+        ) => not_yet_valid(ctx, &cert_label(ctx, cert), *not_before as i64, *now as i64),
         (
             _,
             Some(C::AuthorityNotYetValid {
@@ -153,7 +153,7 @@ pub fn explain(ctx: &CertContext<'_>, p: &Problem) -> Finding {
             }),
         ) => not_yet_valid(
             ctx,
-            &format!("trusted root ({subject})"),
+            &format!("the trusted root {subject}"),
             *not_before as i64,
             *now as i64,
         ),
@@ -266,12 +266,30 @@ fn unknown_authority(ctx: &CertContext<'_>, extra: Option<&str>) -> Finding {
     )
 }
 
-fn skew_note(delta: i64) -> Option<String> {
+/// Names the certificate webpki reported: the leaf by its SPIFFE ID when it has one.
+fn cert_label(ctx: &CertContext<'_>, cert: &sigil_spiffe::CertName) -> String {
+    use sigil_spiffe::ChainPosition as P;
+    match cert.position {
+        P::Leaf => match ctx.chain.first().and_then(|c| c.spiffe_id.as_deref()) {
+            Some(id) => format!("the leaf {id}"),
+            None => format!("the leaf ({})", cert.subject),
+        },
+        P::Intermediate => format!("the intermediate CA {}", cert.subject),
+        P::Unknown => "a certificate".to_owned(),
+    }
+}
+
+fn skew_note(delta: i64, expired: bool) -> Option<String> {
     (delta <= SKEW_HINT_SECS).then(|| {
+        let what = if expired {
+            "Expired only minutes ago: if the certificate is renewed on time, this machine's clock \
+             runs ahead of the issuer's"
+        } else {
+            "Valid in only a few minutes: the issuer's clock runs ahead of this machine's"
+        };
         format!(
-            "Only {} apart: if the certificate is renewed on time, the clocks of this machine and \
-             of the issuer disagree (clock skew). Compare `date -u` on both and sync them \
-             (`timedatectl`, `chronyc tracking`).",
+            "{what} ({}; clock skew). Compare `date -u` on both and sync them (`timedatectl`, \
+             `chronyc tracking`).",
             human_duration(delta)
         )
     })
@@ -289,7 +307,7 @@ fn expired(ctx: &CertContext<'_>, which: &str, not_after: i64, now: i64, root: b
             crate::fmt_time(not_after)
         ),
     );
-    if let Some(n) = skew_note(ago) {
+    if let Some(n) = skew_note(ago, true) {
         f = f.explain(n);
     }
     f = f
@@ -328,7 +346,7 @@ fn not_yet_valid(ctx: &CertContext<'_>, which: &str, not_before: i64, now: i64) 
             crate::fmt_time(not_before)
         ),
     );
-    f = match skew_note(ahead) {
+    f = match skew_note(ahead, false) {
         Some(n) => f.explain(n),
         None => f.explain(
             "That is far ahead: the issuer's clock is wrong, or the certificate was issued with a \
