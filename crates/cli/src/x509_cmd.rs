@@ -122,7 +122,10 @@ pub fn read_chain(name: &str) -> anyhow::Result<(Vec<CertificateDer<'static>>, V
 
 /// Trusted roots from PEM/DER certificates or a SPIFFE bundle JSON file. `td` labels the JSON
 /// bundle (it does not carry its trust domain).
-pub fn read_roots(path: &Path, td: Option<&TrustDomain>) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+pub fn read_roots(
+    path: &Path,
+    td: Option<&TrustDomain>,
+) -> anyhow::Result<Vec<CertificateDer<'static>>> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let roots = if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
         // The JSON does not name its trust domain; the label only appears in messages.
@@ -208,7 +211,10 @@ fn inspect(a: &InspectArgs) -> Result<(), (u8, anyhow::Error)> {
             if a.no_svid {
                 println!("X.509-SVID rules: not checked (--no-svid)");
             } else if violations.is_empty() {
-                match (authorities, infos.first().and_then(|i| i.spiffe_id.as_deref())) {
+                match (
+                    authorities,
+                    infos.first().and_then(|i| i.spiffe_id.as_deref()),
+                ) {
                     (true, _) => println!(
                         "X.509-SVID rules: OK ({} CA certificate(s), all valid SVID signing certificates)",
                         infos.len()
@@ -235,11 +241,7 @@ fn inspect(a: &InspectArgs) -> Result<(), (u8, anyhow::Error)> {
     } else {
         Err((
             EXIT_PROBLEM,
-            anyhow!(
-                "{}: breaks {} X.509-SVID rule(s)",
-                a.file,
-                violations.len()
-            ),
+            anyhow!("{}: breaks {} X.509-SVID rule(s)", a.file, violations.len()),
         ))
     }
 }
@@ -277,9 +279,9 @@ fn verify_chain(
 
 fn verify(a: &VerifyArgs) -> Result<(), (u8, anyhow::Error)> {
     let expect = match &a.expect_id {
-        Some(s) => Some(
-            SpiffeId::parse(s).map_err(|e| (EXIT_CONFIG, anyhow!("--expect-id {s:?}: {e}")))?,
-        ),
+        Some(s) => {
+            Some(SpiffeId::parse(s).map_err(|e| (EXIT_CONFIG, anyhow!("--expect-id {s:?}: {e}")))?)
+        }
         None => None,
     };
     let (chain, _) = read_chain(&a.cert).map_err(|e| (1, e))?;
@@ -287,7 +289,10 @@ fn verify(a: &VerifyArgs) -> Result<(), (u8, anyhow::Error)> {
         .first()
         .and_then(|l| leaf_spiffe_id(l).ok())
         .map(|id| id.trust_domain().clone());
-    let td_hint = expect.as_ref().map(|i| i.trust_domain().clone()).or(leaf_td);
+    let td_hint = expect
+        .as_ref()
+        .map(|i| i.trust_domain().clone())
+        .or(leaf_td);
     let roots = read_roots(&a.bundle, td_hint.as_ref()).map_err(|e| (1, e))?;
     let chain_info = describe_all(&chain).map_err(|e| (1, e))?;
     let root_info = describe_all(&roots).map_err(|e| (1, e))?;
@@ -364,7 +369,12 @@ pub fn common_td(roots: &[CertInfo]) -> Option<String> {
 }
 
 /// Prints a finding as text or as JSON (merged into `extra`).
-pub fn print_finding(f: &Finding, subject: &str, output: OutputFormat, mut extra: serde_json::Value) {
+pub fn print_finding(
+    f: &Finding,
+    subject: &str,
+    output: OutputFormat,
+    mut extra: serde_json::Value,
+) {
     match output {
         OutputFormat::Pretty => print!("{}", f.human(subject)),
         OutputFormat::Json => {
@@ -433,7 +443,8 @@ pub async fn mint_svid(
 }
 
 async fn mint(a: MintArgs) -> anyhow::Result<()> {
-    let id = SpiffeId::parse(&a.spiffe_id).map_err(|e| anyhow!("--spiffe-id {:?}: {e}", a.spiffe_id))?;
+    let id =
+        SpiffeId::parse(&a.spiffe_id).map_err(|e| anyhow!("--spiffe-id {:?}: {e}", a.spiffe_id))?;
     let ttl = match &a.ttl {
         None => None,
         Some(s) => Some(parse_ttl(s).map_err(|e| anyhow!("--ttl: {e}"))?),
@@ -475,7 +486,11 @@ async fn mint(a: MintArgs) -> anyhow::Result<()> {
                 crate::fmt_time(m.expires_at),
                 certinfo::validity_phrase(now_unix(), m.expires_at, now_unix())
             );
-            println!("Wrote {} (leaf + {} intermediate(s))", svid.display(), m.chain.len() - 1);
+            println!(
+                "Wrote {} (leaf + {} intermediate(s))",
+                svid.display(),
+                m.chain.len() - 1
+            );
             println!("Wrote {} (mode 0600)", key.display());
             println!("Wrote {} ({} root(s))", bundle.display(), m.bundle.len());
         }

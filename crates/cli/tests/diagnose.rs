@@ -96,13 +96,10 @@ impl Pki {
 
 /// Runs `sigil diagnose tls TARGET ARGS…` without blocking the servers' runtime.
 async fn diagnose(target: SocketAddr, args: &[String]) -> (i32, String) {
-    let mut all = vec![
-        "diagnose".to_owned(),
-        "tls".to_owned(),
-        target.to_string(),
-        "--timeout".to_owned(),
-        "5s".to_owned(),
-    ];
+    let mut all = vec!["diagnose".to_owned(), "tls".to_owned(), target.to_string()];
+    if !args.iter().any(|a| a == "--timeout") {
+        all.extend(["--timeout".to_owned(), "5s".to_owned()]);
+    }
     all.extend(args.iter().cloned());
     let o: Output = tokio::task::spawn_blocking(move || Command::new(SIGIL).args(&all).output())
         .await
@@ -110,7 +107,10 @@ async fn diagnose(target: SocketAddr, args: &[String]) -> (i32, String) {
         .unwrap();
     let text = String::from_utf8_lossy(&o.stdout).into_owned();
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    (o.status.code().unwrap(), format!("{text}\n--- stderr ---\n{err}"))
+    (
+        o.status.code().unwrap(),
+        format!("{text}\n--- stderr ---\n{err}"),
+    )
 }
 
 fn s(v: &[&str]) -> Vec<String> {
@@ -120,7 +120,8 @@ fn s(v: &[&str]) -> Vec<String> {
 /// Some evidence line names `label` and shows `value`.
 fn assert_evidence(text: &str, label: &str, value: &str) {
     assert!(
-        text.lines().any(|l| l.trim_start().starts_with(label) && l.contains(&format!(" : {value}"))),
+        text.lines()
+            .any(|l| l.trim_start().starts_with(label) && l.contains(&format!(" : {value}"))),
         "no evidence {label:?} = {value:?} in\n{text}"
     );
 }
@@ -133,7 +134,11 @@ fn assert_has(text: &str, wants: &[&str]) {
 
 /// A rustls server presenting `issued`; with `clients_of`, it requires client SVIDs of that
 /// CA (as a STRICT mesh port does). Every accepted connection is held until the client leaves.
-async fn tls_server(issued: &Issued, clients_of: Option<Vec<CertificateDer<'static>>>, alpn: &[&str]) -> SocketAddr {
+async fn tls_server(
+    issued: &Issued,
+    clients_of: Option<Vec<CertificateDer<'static>>>,
+    alpn: &[&str],
+) -> SocketAddr {
     let b = rustls::ServerConfig::builder_with_provider(sigil_tls::provider())
         .with_safe_default_protocol_versions()
         .unwrap();
@@ -141,7 +146,9 @@ async fn tls_server(issued: &Issued, clients_of: Option<Vec<CertificateDer<'stat
         None => b.with_no_client_auth(),
         Some(roots) => {
             let mut set = BundleSet::new();
-            set.insert(Bundle::from_x509_authorities(TrustDomain::new(TD).unwrap(), roots).unwrap());
+            set.insert(
+                Bundle::from_x509_authorities(TrustDomain::new(TD).unwrap(), roots).unwrap(),
+            );
             b.with_client_cert_verifier(Arc::new(sigil_tls::SpiffeClientVerifier::new(set, false)))
         }
     };
@@ -157,7 +164,9 @@ async fn tls_server(issued: &Issued, clients_of: Option<Vec<CertificateDer<'stat
     let addr = l.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((tcp, _)) = l.accept().await else { return };
+            let Ok((tcp, _)) = l.accept().await else {
+                return;
+            };
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
                 if let Ok(mut s) = acceptor.accept(tcp).await {
@@ -180,10 +189,14 @@ async fn http_app() -> SocketAddr {
     let addr = l.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((tcp, _)) = l.accept().await else { return };
+            let Ok((tcp, _)) = l.accept().await else {
+                return;
+            };
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(|_req| async {
-                    Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from_static(b"healthy\n"))))
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                        Bytes::from_static(b"healthy\n"),
+                    )))
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(tcp), svc)
@@ -240,15 +253,25 @@ async fn working_mtls_shows_peer_id_chain_version_cipher_and_alpn() {
     let pki = Pki::new();
     let server = tls_server(&pki.svid(BILLING), Some(vec![pki.ca.root.clone()]), &["h2"]).await;
     let mut args = pki.client_files("checkout", &pki.svid(CHECKOUT));
-    args.extend(s(&["--ca", &pki.path("ca.pem"), "--expect-id", BILLING, "--alpn", "h2"]));
+    args.extend(s(&[
+        "--ca",
+        &pki.path("ca.pem"),
+        "--expect-id",
+        BILLING,
+        "--alpn",
+        "h2",
+    ]));
     let (code, text) = diagnose(server, &args).await;
     assert_eq!(code, 0, "{text}");
-    assert_has(&text, &[
-        &format!("sigil diagnose tls {server}: OK"),
-        &format!("mTLS to {server} works: the server is {BILLING}, verified against --ca"),
-        "issued by CN=cluster.local test root",
-        "valid, expires in ",
-    ]);
+    assert_has(
+        &text,
+        &[
+            &format!("sigil diagnose tls {server}: OK"),
+            &format!("mTLS to {server} works: the server is {BILLING}, verified against --ca"),
+            "issued by CN=cluster.local test root",
+            "valid, expires in ",
+        ],
+    );
     assert_evidence(&text, "peer SPIFFE ID", BILLING);
     assert_evidence(&text, "TLS version", "TLSv1.3");
     assert_evidence(&text, "cipher suite", "TLS13_");
@@ -257,7 +280,8 @@ async fn working_mtls_shows_peer_id_chain_version_cipher_and_alpn() {
     args.extend(s(&["-o", "json"]));
     let (code, text) = diagnose(server, &args).await;
     assert_eq!(code, 0);
-    let v: serde_json::Value = serde_json::from_str(text.split("\n--- stderr").next().unwrap()).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(text.split("\n--- stderr").next().unwrap()).unwrap();
     assert_eq!(v["code"], "ok");
     assert_eq!(v["tls"]["version"], "TLSv1.3");
     assert_eq!(v["tls"]["alpn"], "h2");
@@ -268,24 +292,34 @@ async fn working_mtls_shows_peer_id_chain_version_cipher_and_alpn() {
 async fn a_server_of_another_ca_is_an_unknown_authority() {
     let pki = Pki::new();
     let server = tls_server(
-        &pki.foreign.issue("spiffe://other.org/ns/payments/sa/billing-service", &[], now() - 60, now() + 3600).unwrap(),
+        &pki.foreign
+            .issue(
+                "spiffe://other.org/ns/payments/sa/billing-service",
+                &[],
+                now() - 60,
+                now() + 3600,
+            )
+            .unwrap(),
         None,
         &[],
     )
     .await;
     let (code, text) = diagnose(server, &s(&["--ca", &pki.path("ca.pem")])).await;
     assert_eq!(code, 2, "{text}");
-    assert_has(&text, &[
-        "FAILED [unknown-authority]",
-        "CERTIFICATE_VERIFY_FAILED (unknown authority): the server's certificate chain is not signed by a root you trust; it was issued by CN=other.org test root",
-        "expected trust domain",
-        ": cluster.local",
-        "CN=cluster.local test root (trust domain cluster.local)",
-        "presented issuer",
-        "no trusted root has this key",
-        "sigil bundle show --format pem > ca.pem",
-        "sigil x509 verify --bundle ca.pem server.pem",
-    ]);
+    assert_has(
+        &text,
+        &[
+            "FAILED [unknown-authority]",
+            "CERTIFICATE_VERIFY_FAILED (unknown authority): the server's certificate chain is not signed by a root you trust; it was issued by CN=other.org test root",
+            "expected trust domain",
+            ": cluster.local",
+            "CN=cluster.local test root (trust domain cluster.local)",
+            "presented issuer",
+            "no trusted root has this key",
+            "sigil bundle show --format pem > ca.pem",
+            "sigil x509 verify --bundle ca.pem server.pem",
+        ],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -295,31 +329,48 @@ async fn a_client_certificate_from_another_ca_is_certificate_verify_failed() {
     let p = proxy(&pki.ca, STRICT, app).await;
     let foreign_client = pki
         .foreign
-        .issue("spiffe://other.org/ns/payments/sa/checkout-service", &[], now() - 60, now() + 3600)
+        .issue(
+            "spiffe://other.org/ns/payments/sa/checkout-service",
+            &[],
+            now() - 60,
+            now() + 3600,
+        )
         .unwrap();
     let mut args = pki.client_files("foreign-client", &foreign_client);
     args.extend(s(&["--ca", &pki.path("ca.pem")]));
     let (code, text) = diagnose(p.addr, &args).await;
     assert_eq!(code, 2, "{text}");
-    assert_has(&text, &[
-        "FAILED [client-cert-rejected]",
-        "CERTIFICATE_VERIFY_FAILED: the server does not trust the CA that signed your client certificate (TLS alert unknown_ca",
-        "ssl3_read_bytes:certificate verify failed",
-        "spiffe://other.org/ns/payments/sa/checkout-service from --cert",
-        "issued by CN=other.org test root",
-        &format!("sigil x509 verify --bundle ca.pem {}", pki.path("foreign-client.pem")),
-    ]);
+    assert_has(
+        &text,
+        &[
+            "FAILED [client-cert-rejected]",
+            "CERTIFICATE_VERIFY_FAILED: the server does not trust the CA that signed your client certificate (TLS alert unknown_ca",
+            "ssl3_read_bytes:certificate verify failed",
+            "spiffe://other.org/ns/payments/sa/checkout-service from --cert",
+            "issued by CN=other.org test root",
+            &format!(
+                "sigil x509 verify --bundle ca.pem {}",
+                pki.path("foreign-client.pem")
+            ),
+        ],
+    );
 
     // Our own CA, but the client certificate expired: the server says so.
-    let expired = pki.ca.issue(CHECKOUT, &[], now() - 7200, now() - 3600).unwrap();
+    let expired = pki
+        .ca
+        .issue(CHECKOUT, &[], now() - 7200, now() - 3600)
+        .unwrap();
     let mut args = pki.client_files("expired-client", &expired);
     args.extend(s(&["--ca", &pki.path("ca.pem")]));
     let (code, text) = diagnose(p.addr, &args).await;
     assert_eq!(code, 2, "{text}");
-    assert_has(&text, &[
-        "FAILED [client-cert-rejected]",
-        "rejected your client certificate as expired (TLS alert certificate_expired",
-    ]);
+    assert_has(
+        &text,
+        &[
+            "FAILED [client-cert-rejected]",
+            "rejected your client certificate as expired (TLS alert certificate_expired",
+        ],
+    );
     assert_evidence(&text, "client certificate validity", "EXPIRED 1h 0m ago");
 }
 
@@ -327,25 +378,42 @@ async fn a_client_certificate_from_another_ca_is_certificate_verify_failed() {
 async fn expired_and_not_yet_valid_server_certificates_say_by_how_much() {
     let pki = Pki::new();
     let ca_arg = s(&["--ca", &pki.path("ca.pem")]);
-    let long_expired = pki.ca.issue(BILLING, &[], now() - 9 * 3600, now() - 3 * 3600 - 20).unwrap();
+    let long_expired = pki
+        .ca
+        .issue(BILLING, &[], now() - 9 * 3600, now() - 3 * 3600 - 20)
+        .unwrap();
     let server = tls_server(&long_expired, None, &[]).await;
     let (code, text) = diagnose(server, &ca_arg).await;
     assert_eq!(code, 2, "{text}");
-    assert_has(&text, &[
-        "FAILED [expired]",
-        &format!("certificate expired: the leaf {BILLING} in the server's certificate chain expired 3h 0m ago"),
-        "expired 3h 0m ago",
-        "sigil agent healthcheck",
-    ]);
+    assert_has(
+        &text,
+        &[
+            "FAILED [expired]",
+            &format!(
+                "certificate expired: the leaf {BILLING} in the server's certificate chain expired 3h 0m ago"
+            ),
+            "expired 3h 0m ago",
+            "sigil agent healthcheck",
+        ],
+    );
     assert!(!text.contains("clock skew"), "{text}");
 
-    let just_expired = pki.ca.issue(BILLING, &[], now() - 3600, now() - 100).unwrap();
+    let just_expired = pki
+        .ca
+        .issue(BILLING, &[], now() - 3600, now() - 100)
+        .unwrap();
     let server = tls_server(&just_expired, None, &[]).await;
     let (code, text) = diagnose(server, &ca_arg).await;
     assert_eq!(code, 2, "{text}");
-    assert_has(&text, &["FAILED [expired]", "expired 1m 4", "clock skew", "date -u"]);
+    assert_has(
+        &text,
+        &["FAILED [expired]", "expired 1m 4", "clock skew", "date -u"],
+    );
 
-    let early = pki.ca.issue(BILLING, &[], now() + 240, now() + 3600).unwrap();
+    let early = pki
+        .ca
+        .issue(BILLING, &[], now() + 240, now() + 3600)
+        .unwrap();
     let server = tls_server(&early, None, &[]).await;
     let (code, text) = diagnose(server, &ca_arg).await;
     assert_eq!(code, 2, "{text}");
@@ -361,13 +429,20 @@ async fn another_workload_behind_the_address_is_a_spiffe_id_mismatch() {
     let pki = Pki::new();
     let server = tls_server(&pki.svid(BILLING), None, &[]).await;
     let want = "spiffe://cluster.local/ns/payments/sa/ledger";
-    let (code, text) = diagnose(server, &s(&["--ca", &pki.path("ca.pem"), "--expect-id", want])).await;
+    let (code, text) = diagnose(
+        server,
+        &s(&["--ca", &pki.path("ca.pem"), "--expect-id", want]),
+    )
+    .await;
     assert_eq!(code, 2, "{text}");
-    assert_has(&text, &[
-        "FAILED [spiffe-id-mismatch]",
-        &format!("SPIFFE ID mismatch: {server} presented {BILLING}, but you expected {want}"),
-        "sigil get destinationrule -A -o yaml",
-    ]);
+    assert_has(
+        &text,
+        &[
+            "FAILED [spiffe-id-mismatch]",
+            &format!("SPIFFE ID mismatch: {server} presented {BILLING}, but you expected {want}"),
+            "sigil get destinationrule -A -o yaml",
+        ],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -379,26 +454,35 @@ async fn strict_rejects_a_client_without_a_sidecar_with_tls_and_with_plaintext()
     // TLS without a client certificate: TLS 1.3 certificate_required after the handshake.
     let (code, text) = diagnose(p.addr, &s(&["--ca", &pki.path("ca.pem")])).await;
     assert_eq!(code, 2, "{text}");
-    assert_has(&text, &[
-        "FAILED [client-cert-required]",
-        "connection termination: STRICT mTLS rejected a client without a sidecar",
-        "requires a client certificate and none was sent (TLS alert certificate_required",
-        "portLevelMtls:",
-        "mode: DISABLE",
-        "sigil get peerauthentication -A -o yaml",
-        &format!("sigil diagnose tls {} --as <namespace>/<serviceaccount>", p.addr),
-    ]);
+    assert_has(
+        &text,
+        &[
+            "FAILED [client-cert-required]",
+            "connection termination: STRICT mTLS rejected a client without a sidecar",
+            "requires a client certificate and none was sent (TLS alert certificate_required",
+            "portLevelMtls:",
+            "mode: DISABLE",
+            "sigil get peerauthentication -A -o yaml",
+            &format!(
+                "sigil diagnose tls {} --as <namespace>/<serviceaccount>",
+                p.addr
+            ),
+        ],
+    );
     assert_evidence(&text, "client certificate", "none");
 
     // Plaintext (curl from a debug pod): the proxy drops it.
     let (code, text) = diagnose(p.addr, &s(&["--plaintext"])).await;
     assert_eq!(code, 2, "{text}");
-    assert_has(&text, &[
-        "FAILED [plaintext-rejected]",
-        "upstream connect error, reset reason: connection termination",
-        "the port requires mTLS (STRICT)",
-        "portLevelMtls:",
-    ]);
+    assert_has(
+        &text,
+        &[
+            "FAILED [plaintext-rejected]",
+            "upstream connect error, reset reason: connection termination",
+            "the port requires mTLS (STRICT)",
+            "portLevelMtls:",
+        ],
+    );
 
     // With a mesh identity it works.
     let mut args = pki.client_files("checkout", &pki.svid(CHECKOUT));
@@ -415,16 +499,22 @@ async fn the_health_port_exception_takes_plaintext_and_tls_to_it_is_rx_record_to
 
     let (code, text) = diagnose(p.addr, &s(&["--plaintext"])).await;
     assert_eq!(code, 0, "{text}");
-    assert_has(&text, &[": OK", "accepts plaintext; it answered \"HTTP/1.1 200 OK\""]);
+    assert_has(
+        &text,
+        &[": OK", "accepts plaintext; it answered \"HTTP/1.1 200 OK\""],
+    );
 
     // TLS reaches the plaintext app through the DISABLE port; the app answers HTTP 400.
     let (code, text) = diagnose(p.addr, &s(&["--ca", &pki.path("ca.pem")])).await;
     assert_eq!(code, 2, "{text}");
-    assert_has(&text, &[
-        "FAILED [not-tls]",
-        "SSL_ERROR_RX_RECORD_TOO_LONG: you spoke TLS to a plaintext port",
-        "sigil get destinationrule -A -o yaml",
-    ]);
+    assert_has(
+        &text,
+        &[
+            "FAILED [not-tls]",
+            "SSL_ERROR_RX_RECORD_TOO_LONG: you spoke TLS to a plaintext port",
+            "sigil get destinationrule -A -o yaml",
+        ],
+    );
     assert_evidence(&text, "first bytes received", "\"HTTP/1.1 400 Bad Request");
 }
 
@@ -433,11 +523,14 @@ async fn tls_to_a_plain_http_server_shows_its_first_bytes() {
     let app = http_app().await;
     let (code, text) = diagnose(app, &[]).await;
     assert_eq!(code, 2, "{text}");
-    assert_has(&text, &[
-        "FAILED [not-tls]",
-        "answered with plaintext HTTP",
-        "\"HTTP/1.1 400 Bad Request\\r\\n",
-    ]);
+    assert_has(
+        &text,
+        &[
+            "FAILED [not-tls]",
+            "answered with plaintext HTTP",
+            "\"HTTP/1.1 400 Bad Request\\r\\n",
+        ],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -446,7 +539,10 @@ async fn plaintext_to_a_tls_port_without_client_auth_is_answered_with_a_tls_aler
     let server = tls_server(&pki.svid(BILLING), None, &[]).await;
     let (code, text) = diagnose(server, &s(&["--plaintext"])).await;
     assert_eq!(code, 2, "{text}");
-    assert_has(&text, &["FAILED [plaintext-to-tls]", "speaks TLS", "\"\\x15\\x03"]);
+    assert_has(
+        &text,
+        &["FAILED [plaintext-to-tls]", "speaks TLS", "\"\\x15\\x03"],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -458,12 +554,15 @@ async fn alpn_mismatch_with_the_proxy() {
     args.extend(s(&["--ca", &pki.path("ca.pem"), "--alpn", "imap,pop3"]));
     let (code, text) = diagnose(p.addr, &args).await;
     assert_eq!(code, 2, "{text}");
-    assert_has(&text, &[
-        "FAILED [alpn-mismatch]",
-        "ALPN mismatch: ",
-        "supports none of the application protocols offered (imap, pop3) (TLS alert no_application_protocol)",
-        "--alpn h2,http/1.1",
-    ]);
+    assert_has(
+        &text,
+        &[
+            "FAILED [alpn-mismatch]",
+            "ALPN mismatch: ",
+            "supports none of the application protocols offered (imap, pop3) (TLS alert no_application_protocol)",
+            "--alpn h2,http/1.1",
+        ],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -474,13 +573,29 @@ async fn refused_connections_and_bad_usage() {
     };
     let (code, text) = diagnose(free, &[]).await;
     assert_eq!(code, 2, "{text}");
-    assert_has(&text, &["FAILED [connection-refused]", &format!("nothing listens on {free}")]);
+    assert_has(
+        &text,
+        &[
+            "FAILED [connection-refused]",
+            &format!("nothing listens on {free}"),
+        ],
+    );
 
-    let o = Command::new(SIGIL).args(["diagnose", "tls", "no-port-here"]).output().unwrap();
+    let o = Command::new(SIGIL)
+        .args(["diagnose", "tls", "no-port-here"])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&o.stderr).contains("is not HOST:PORT"));
     let o = Command::new(SIGIL)
-        .args(["diagnose", "tls", "127.0.0.1:1", "--plaintext", "--alpn", "h2"])
+        .args([
+            "diagnose",
+            "tls",
+            "127.0.0.1:1",
+            "--plaintext",
+            "--alpn",
+            "h2",
+        ])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(64));
@@ -490,11 +605,20 @@ async fn refused_connections_and_bad_usage() {
 async fn as_mints_a_short_lived_identity_and_trusts_the_servers_bundle() {
     let pki = Pki::new();
     let sdir = pki.dir.path().join("server");
-    let server = tokio::task::spawn_blocking(move || ServerProc::start(&sdir, None)).await.unwrap();
+    let server = tokio::task::spawn_blocking(move || ServerProc::start(&sdir, None))
+        .await
+        .unwrap();
     let sock = server.socket.to_str().unwrap().to_owned();
     // The billing workload's SVID, minted by the Sigil server.
     let out_dir = pki.path("billing");
-    let o = server.cli(&["x509", "mint", "--spiffe-id", BILLING, "--out-dir", &out_dir]);
+    let o = server.cli(&[
+        "x509",
+        "mint",
+        "--spiffe-id",
+        BILLING,
+        "--out-dir",
+        &out_dir,
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let read = |f: &str| std::fs::read_to_string(Path::new(&out_dir).join(f)).unwrap();
     let chain = sigil_spiffe::pem::decode_certificates(&read("svid.pem")).unwrap();
@@ -508,17 +632,78 @@ async fn as_mints_a_short_lived_identity_and_trusts_the_servers_bundle() {
 
     let (code, text) = diagnose(
         addr,
-        &s(&["--as", "payments/checkout-service", "--expect-id", BILLING, "--socket-path", &sock]),
+        &s(&[
+            "--as",
+            "payments/checkout-service",
+            "--expect-id",
+            BILLING,
+            "--socket-path",
+            &sock,
+        ]),
     )
     .await;
     assert_eq!(code, 0, "{text}\n{}", server.log_text());
-    assert_has(&text, &[
-        &format!("the server is {BILLING}, verified against the bundle of cluster.local from the server (--as)"),
-        &format!("{CHECKOUT} from --as (minted, serial"),
-    ]);
+    assert_has(
+        &text,
+        &[
+            &format!(
+                "the server is {BILLING}, verified against the bundle of cluster.local from the server (--as)"
+            ),
+            &format!("{CHECKOUT} from --as (minted, serial"),
+        ],
+    );
     assert!(server.log_text().contains(CHECKOUT));
 
     let (code, text) = diagnose(addr, &s(&["--as", "payments", "--socket-path", &sock])).await;
     assert_eq!(code, 64, "{text}");
     assert_has(&text, &["NAMESPACE/SERVICEACCOUNT"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_and_closing_servers_are_told_apart() {
+    // Accepts and never answers (a server-first or stuck service).
+    let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((tcp, _)) = silent.accept().await {
+            held.push(tcp);
+        }
+    });
+    // Accepts, reads the first bytes, and closes without a word.
+    let closing = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let closing_addr = closing.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = closing.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = tcp.read(&mut buf).await;
+        }
+    });
+
+    let quick = s(&["--timeout", "700ms"]);
+    let (code, text) = diagnose(silent_addr, &quick).await;
+    assert_eq!(code, 2, "{text}");
+    assert_has(
+        &text,
+        &[
+            "FAILED [no-tls-answer]",
+            "accepted the TCP connection but did not answer the TLS ClientHello within 700ms",
+            "--plaintext",
+        ],
+    );
+    let mut plain = quick.clone();
+    plain.push("--plaintext".into());
+    let (code, text) = diagnose(silent_addr, &plain).await;
+    assert_eq!(code, 2, "{text}");
+    assert_has(&text, &["FAILED [no-answer]"]);
+
+    let (code, text) = diagnose(closing_addr, &quick).await;
+    assert_eq!(code, 2, "{text}");
+    assert_has(
+        &text,
+        &[
+            "FAILED [connection-terminated]",
+            "the connection during the TLS handshake, without a TLS alert",
+        ],
+    );
 }

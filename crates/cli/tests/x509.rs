@@ -117,7 +117,12 @@ fn inspect_names_broken_svid_rules_and_exits_2_unless_no_svid() {
     let ca = TestCa::new(TD).unwrap();
     // A certificate whose only URI SAN is not a SPIFFE ID (an ordinary web certificate).
     let web = ca
-        .issue("https://billing.example.org/", &["billing.example.org"], now() - 60, now() + 60)
+        .issue(
+            "https://billing.example.org/",
+            &["billing.example.org"],
+            now() - 60,
+            now() + 60,
+        )
         .unwrap();
     let file = write(dir.path(), "web.pem", &web.cert_pem());
     let o = sigil(&["x509", "inspect", &file]);
@@ -125,7 +130,9 @@ fn inspect_names_broken_svid_rules_and_exits_2_unless_no_svid() {
     assert_eq!(code(&o), 2, "{text}");
     assert!(text.contains("X.509-SVID rule violations:"), "{text}");
     assert!(
-        text.contains("#0: leaf's URI SAN \"https://billing.example.org/\" is not a valid SPIFFE ID"),
+        text.contains(
+            "#0: leaf's URI SAN \"https://billing.example.org/\" is not a valid SPIFFE ID"
+        ),
         "{text}"
     );
     let o = sigil(&["x509", "inspect", "--no-svid", &file]);
@@ -154,19 +161,31 @@ fn verify_agrees_with_openssl_on_a_good_and_a_foreign_chain() {
     let bad = write(
         dir.path(),
         "foreign.pem",
-        &svid(&foreign, "spiffe://other.org/ns/x/sa/y", now() - 60, now() + 3600).cert_pem(),
+        &svid(
+            &foreign,
+            "spiffe://other.org/ns/x/sa/y",
+            now() - 60,
+            now() + 3600,
+        )
+        .cert_pem(),
     );
 
     let o = sigil(&["x509", "verify", "--bundle", &root, &good]);
     let text = out(&o);
     assert_eq!(code(&o), 0, "{text}");
     assert!(text.starts_with(&format!("{good}: OK\n")), "{text}");
-    assert!(text.contains(&format!("{BILLING} chains to a trusted root")), "{text}");
+    assert!(
+        text.contains(&format!("{BILLING} chains to a trusted root")),
+        "{text}"
+    );
 
     let o = sigil(&["x509", "verify", "--bundle", &root, &bad]);
     let text = out(&o);
     assert_eq!(code(&o), 2, "{text}");
-    assert!(text.starts_with(&format!("{bad}: FAILED [unknown-authority]")), "{text}");
+    assert!(
+        text.starts_with(&format!("{bad}: FAILED [unknown-authority]")),
+        "{text}"
+    );
     for want in [
         "CERTIFICATE_VERIFY_FAILED (unknown authority)",
         "it was issued by CN=other.org test root",
@@ -185,7 +204,11 @@ fn verify_agrees_with_openssl_on_a_good_and_a_foreign_chain() {
                 .unwrap()
         };
         let o = ossl(&good);
-        assert!(o.status.success(), "openssl: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "openssl: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         assert_eq!(out(&o), format!("{good}: OK\n"));
         let o = ossl(&bad);
         assert!(!o.status.success());
@@ -227,7 +250,10 @@ fn verify_explains_expiry_clock_skew_and_wrong_id() {
     let text = out(&o);
     assert_eq!(code(&o), 2);
     assert!(text.contains("FAILED [not-yet-valid]"), "{text}");
-    assert!(text.contains("becomes valid only in 4m") || text.contains("becomes valid only in 5m"), "{text}");
+    assert!(
+        text.contains("becomes valid only in 4m") || text.contains("becomes valid only in 5m"),
+        "{text}"
+    );
     assert!(text.contains("clock skew"), "{text}");
 
     // A SPIFFE bundle (JSON) works as --bundle; a wrong --expect-id is a mismatch.
@@ -317,7 +343,10 @@ fn mint_writes_a_verifiable_svid_and_a_0600_key_and_the_server_logs_it() {
     assert!(line.contains(id), "{line}");
     assert!(line.contains(&serial), "{line}");
     assert!(line.contains("uid="), "{line}");
-    let key_body: String = key_text.lines().filter(|l| !l.starts_with("-----")).collect();
+    let key_body: String = key_text
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
     assert!(!log.contains(&key_body[..40]));
     assert!(!log.contains("PRIVATE KEY"));
 
@@ -325,7 +354,10 @@ fn mint_writes_a_verifiable_svid_and_a_0600_key_and_the_server_logs_it() {
     let refused = dir.path().join("refused");
     for (bad, why) in [
         ("spiffe://cluster.local/spire/server", "never minted"),
-        ("spiffe://other.org/ns/a/sa/b", "not in this server's trust domain cluster.local"),
+        (
+            "spiffe://other.org/ns/a/sa/b",
+            "not in this server's trust domain cluster.local",
+        ),
     ] {
         let o = server.cli(&[
             "x509",

@@ -125,7 +125,10 @@ mod tests {
         let td = TrustDomain::new("cluster.local").unwrap();
         assert!(mint_id(&td, "spiffe://cluster.local/ns/a/sa/b").is_ok());
         for (bad, why) in [
-            ("spiffe://other.org/ns/a/sa/b", "not in this server's trust domain"),
+            (
+                "spiffe://other.org/ns/a/sa/b",
+                "not in this server's trust domain",
+            ),
             ("spiffe://cluster.local", "needs a path"),
             ("spiffe://cluster.local/spire/server", "never minted"),
             ("https://cluster.local/x", "spiffe_id"),

@@ -203,9 +203,17 @@ pub fn describe(index: usize, der: &[u8]) -> Result<CertInfo, String> {
     let (_, cert) = X509Certificate::from_der(der)
         .map_err(|e| format!("certificate #{index} is not valid X.509: {e}"))?;
     let serial = {
-        let h: String = cert.raw_serial().iter().map(|b| format!("{b:02x}")).collect();
+        let h: String = cert
+            .raw_serial()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         let t = h.trim_start_matches('0');
-        if t.is_empty() { "0".to_owned() } else { t.to_owned() }
+        if t.is_empty() {
+            "0".to_owned()
+        } else {
+            t.to_owned()
+        }
     };
     let mut info = CertInfo {
         index,
@@ -293,7 +301,10 @@ pub fn human_duration(secs: i64) -> String {
 /// Where `now` falls in the validity window, in words.
 pub fn validity_phrase(not_before: i64, not_after: i64, now: i64) -> String {
     if now < not_before {
-        format!("NOT YET VALID: starts in {}", human_duration(not_before - now))
+        format!(
+            "NOT YET VALID: starts in {}",
+            human_duration(not_before - now)
+        )
     } else if now > not_after {
         format!("EXPIRED {} ago", human_duration(now - not_after))
     } else {
@@ -421,7 +432,10 @@ mod tests {
     fn validity_phrases() {
         assert_eq!(validity_phrase(0, 100, 40), "valid, expires in 1m 0s");
         assert_eq!(validity_phrase(0, 100, 7300), "EXPIRED 2h 0m ago");
-        assert_eq!(validity_phrase(500, 900, 200), "NOT YET VALID: starts in 5m 0s");
+        assert_eq!(
+            validity_phrase(500, 900, 200),
+            "NOT YET VALID: starts in 5m 0s"
+        );
     }
 
     #[test]
@@ -429,8 +443,9 @@ mod tests {
         assert!(read_certificates(b"  \n").unwrap_err().contains("empty"));
         let e = read_certificates(b"hello").unwrap_err();
         assert!(e.contains("neither PEM"), "{e}");
-        let e = read_certificates(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
-            .unwrap_err();
+        let e =
+            read_certificates(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+                .unwrap_err();
         assert!(e.contains("no CERTIFICATE block"), "{e}");
     }
 }

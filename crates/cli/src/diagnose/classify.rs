@@ -94,8 +94,12 @@ pub enum PeerCheck {
     /// The handshake never got to the server's certificate.
     NotReached,
     /// No roots were given: the chain was recorded but not verified.
-    Unverified { spiffe_id: Option<String> },
-    Verified { spiffe_id: String },
+    Unverified {
+        spiffe_id: Option<String>,
+    },
+    Verified {
+        spiffe_id: String,
+    },
     Failed(Problem),
 }
 
@@ -122,7 +126,10 @@ pub struct TlsParams {
 /// How the TLS exchange ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Handshake {
-    Completed { params: TlsParams, after: After },
+    Completed {
+        params: TlsParams,
+        after: After,
+    },
     /// The server sent an alert during the handshake.
     Alert(Alert),
     /// We refused the server's certificate (the reason is in [`PeerCheck`]).
@@ -200,7 +207,9 @@ fn mesh_fixes(target: &str) -> Vec<String> {
             .into(),
         "# or probe with a short-lived SVID minted by the server:".into(),
         format!("sigil diagnose tls {target} --as <namespace>/<serviceaccount>"),
-        format!("# Or, only for ports such as health checks, exempt workload port {port} from mTLS:"),
+        format!(
+            "# Or, only for ports such as health checks, exempt workload port {port} from mTLS:"
+        ),
         "sigil apply -f - <<'EOF'".into(),
         "apiVersion: security.istio.io/v1beta1".into(),
         "kind: PeerAuthentication".into(),
@@ -561,7 +570,10 @@ fn alert(o: &Observation, a: Alert, after_handshake: bool) -> Finding {
             );
         }
         let cert_file = match &e.client {
-            Some((_, src)) => src.strip_prefix("--cert ").unwrap_or("client.crt").to_owned(),
+            Some((_, src)) => src
+                .strip_prefix("--cert ")
+                .unwrap_or("client.crt")
+                .to_owned(),
             None => "client.crt".to_owned(),
         };
         return f.fixes([
@@ -582,7 +594,10 @@ fn alert(o: &Observation, a: Alert, after_handshake: bool) -> Finding {
     Finding::new(
         "handshake-failed",
         false,
-        format!("TLS handshake with {t} failed: {detail} (TLS alert {} {when})", a.name()),
+        format!(
+            "TLS handshake with {t} failed: {detail} (TLS alert {} {when})",
+            a.name()
+        ),
     )
     .evidence("alert received", a.name())
     .evidence("client certificate", client_text(e))
@@ -646,7 +661,10 @@ fn completed(o: &Observation, params: &TlsParams, after: &After) -> Finding {
         PeerCheck::Verified { spiffe_id } => Finding::new(
             "ok",
             true,
-            format!("mTLS to {t} works: the server is {spiffe_id}, verified against {}", e.trust_source.as_deref().unwrap_or("the given roots")),
+            format!(
+                "mTLS to {t} works: the server is {spiffe_id}, verified against {}",
+                e.trust_source.as_deref().unwrap_or("the given roots")
+            ),
         ),
         PeerCheck::Unverified { spiffe_id } => Finding::new(
             "ok",
@@ -659,14 +677,24 @@ fn completed(o: &Observation, params: &TlsParams, after: &After) -> Finding {
         ),
         _ => Finding::new("ok", true, format!("the TLS handshake with {t} works")),
     };
-    if let PeerCheck::Verified { spiffe_id } | PeerCheck::Unverified { spiffe_id: Some(spiffe_id) } = &o.check {
+    if let PeerCheck::Verified { spiffe_id }
+    | PeerCheck::Unverified {
+        spiffe_id: Some(spiffe_id),
+    } = &o.check
+    {
         f = f.evidence("peer SPIFFE ID", spiffe_id.clone());
     }
     f = f
         .evidence("peer chain", chain_lines(&o.server_chain))
         .evidence("TLS version", params.version.clone())
         .evidence("cipher suite", params.cipher.clone())
-        .evidence("ALPN", params.alpn.clone().unwrap_or_else(|| "none negotiated".into()))
+        .evidence(
+            "ALPN",
+            params
+                .alpn
+                .clone()
+                .unwrap_or_else(|| "none negotiated".into()),
+        )
         .evidence("client certificate", client_text(e));
     if let Some(leaf) = o.server_chain.first() {
         f = f.evidence(

@@ -104,7 +104,8 @@ fn certificate_required_alert_is_strict_without_sidecar() {
         let f = classify(&o);
         assert_eq!(f.code, "client-cert-required", "{o:?}");
         assert!(
-            f.summary.contains("STRICT mTLS rejected a client without a sidecar"),
+            f.summary
+                .contains("STRICT mTLS rejected a client without a sidecar"),
             "{}",
             f.summary
         );
@@ -116,7 +117,11 @@ fn certificate_required_alert_is_strict_without_sidecar() {
 
 #[test]
 fn rejected_client_certificate_is_certificate_verify_failed() {
-    for a in [Alert::UNKNOWN_CA, Alert::BAD_CERTIFICATE, Alert::DECRYPT_ERROR] {
+    for a in [
+        Alert::UNKNOWN_CA,
+        Alert::BAD_CERTIFICATE,
+        Alert::DECRYPT_ERROR,
+    ] {
         for outcome in [
             completed(After::Alert(a)),
             Outcome::Tls(Handshake::Alert(a)),
@@ -161,7 +166,9 @@ fn close_after_handshake_with_a_certificate_points_at_policy_or_trust() {
 
 #[test]
 fn alpn_mismatch() {
-    let mut o = obs(Outcome::Tls(Handshake::Alert(Alert::NO_APPLICATION_PROTOCOL)));
+    let mut o = obs(Outcome::Tls(Handshake::Alert(
+        Alert::NO_APPLICATION_PROTOCOL,
+    )));
     o.expect.alpn = vec!["grpc-exp".into()];
     let f = classify(&o);
     assert_eq!(f.code, "alpn-mismatch");
@@ -219,8 +226,14 @@ fn spiffe_id_mismatch_names_both_ids() {
     o.expect.expect_id = Some("spiffe://cluster.local/ns/payments/sa/other".into());
     let f = classify(&o);
     assert_eq!(f.code, "spiffe-id-mismatch");
-    assert!(f.summary.contains("presented spiffe://cluster.local/ns/payments/sa/billing"));
-    assert!(f.summary.contains("expected spiffe://cluster.local/ns/payments/sa/other"));
+    assert!(
+        f.summary
+            .contains("presented spiffe://cluster.local/ns/payments/sa/billing")
+    );
+    assert!(
+        f.summary
+            .contains("expected spiffe://cluster.local/ns/payments/sa/other")
+    );
 }
 
 #[test]

@@ -121,7 +121,13 @@ pub fn explain(ctx: &CertContext<'_>, p: &Problem) -> Finding {
                 not_after,
                 now,
             }),
-        ) => expired(ctx, &cert_label(ctx, cert), *not_after as i64, *now as i64, false),
+        ) => expired(
+            ctx,
+            &cert_label(ctx, cert),
+            *not_after as i64,
+            *now as i64,
+            false,
+        ),
         (
             _,
             Some(C::AuthorityExpired {
@@ -167,12 +173,17 @@ pub fn explain(ctx: &CertContext<'_>, p: &Problem) -> Finding {
             ),
         )
         .evidence("presented chain", ctx.chain_text())
-        .evidence(format!("trusted roots ({})", ctx.trust_source), ctx.roots_text())
+        .evidence(
+            format!("trusted roots ({})", ctx.trust_source),
+            ctx.roots_text(),
+        )
         .fix("# Look at every certificate of the chain and reissue the one named above:")
         .fix(ctx.show_chain_cmd()),
-        (Problem::Svid(VerifyError::EmptyChain), _) => {
-            Finding::new("invalid-chain", false, format!("{} holds no certificate", ctx.what))
-        }
+        (Problem::Svid(VerifyError::EmptyChain), _) => Finding::new(
+            "invalid-chain",
+            false,
+            format!("{} holds no certificate", ctx.what),
+        ),
         (_, None) => Finding::new(
             "invalid-chain",
             false,
@@ -434,7 +445,11 @@ mod tests {
             "CN=other.org test root",
             Some("spiffe://other.org/ns/a/sa/b"),
         )];
-        let mut root = info("CN=cluster.local test root", "CN=cluster.local test root", None);
+        let mut root = info(
+            "CN=cluster.local test root",
+            "CN=cluster.local test root",
+            None,
+        );
         root.spiffe_id = Some("spiffe://cluster.local".into());
         root.subject_key_id = Some("cc:dd".into());
         let roots = [root];
@@ -443,13 +458,30 @@ mod tests {
             &Problem::Chain(ChainError::UnknownIssuer),
         );
         assert_eq!(f.code, "unknown-authority");
-        assert!(f.summary.contains("CERTIFICATE_VERIFY_FAILED"), "{}", f.summary);
-        assert!(f.summary.contains("CN=other.org test root"), "{}", f.summary);
+        assert!(
+            f.summary.contains("CERTIFICATE_VERIFY_FAILED"),
+            "{}",
+            f.summary
+        );
+        assert!(
+            f.summary.contains("CN=other.org test root"),
+            "{}",
+            f.summary
+        );
         let text = f.human("t");
-        assert!(text.contains("CN=cluster.local test root (trust domain cluster.local)"), "{text}");
-        assert!(text.contains("trust domain other.org, not to the expected cluster.local"), "{text}");
+        assert!(
+            text.contains("CN=cluster.local test root (trust domain cluster.local)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("trust domain other.org, not to the expected cluster.local"),
+            "{text}"
+        );
         assert!(text.contains("no trusted root has this key"), "{text}");
-        assert!(text.contains("sigil diagnose tls 127.0.0.1:8443 --ca ca.pem"), "{text}");
+        assert!(
+            text.contains("sigil diagnose tls 127.0.0.1:8443 --ca ca.pem"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -470,10 +502,18 @@ mod tests {
         };
         let soon = e(120);
         assert_eq!(soon.code, "expired");
-        assert!(soon.summary.contains("expired 2m 0s ago"), "{}", soon.summary);
+        assert!(
+            soon.summary.contains("expired 2m 0s ago"),
+            "{}",
+            soon.summary
+        );
         assert!(soon.explanation.join(" ").contains("clock skew"));
         let late = e(3 * 3600);
-        assert!(late.summary.contains("expired 3h 0m ago"), "{}", late.summary);
+        assert!(
+            late.summary.contains("expired 3h 0m ago"),
+            "{}",
+            late.summary
+        );
         assert!(!late.explanation.join(" ").contains("clock skew"));
     }
 

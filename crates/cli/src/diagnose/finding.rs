@@ -114,9 +114,18 @@ mod tests {
             .fix("# do this")
             .fix("sigil bundle show");
         let t = f.human("127.0.0.1:1");
-        assert!(t.starts_with("127.0.0.1:1: FAILED [unknown-authority]\n"), "{t}");
+        assert!(
+            t.starts_with("127.0.0.1:1: FAILED [unknown-authority]\n"),
+            "{t}"
+        );
         assert!(t.contains("  expected root    : CN=a\n"), "{t}");
-        assert!(t.contains("  presented issuer : CN=b\n                     CN=c\n"), "{t}");
-        assert!(t.contains("Fix:\n  # do this\n  sigil bundle show\n"), "{t}");
+        assert!(
+            t.contains("  presented issuer : CN=b\n                     CN=c\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("Fix:\n  # do this\n  sigil bundle show\n"),
+            "{t}"
+        );
     }
 }

@@ -35,8 +35,10 @@ pub enum DiagnoseCmd {
     /// SPIFFE ID mismatch, STRICT mTLS without a client certificate (connection termination),
     /// TLS to a plaintext port (SSL_ERROR_RX_RECORD_TOO_LONG) and the reverse, ALPN mismatch,
     /// refused or timed-out connections. Each with its evidence and the command that fixes it.
-    #[command(after_help = "Exit codes: 0 the connection works; 2 it fails (the report says why); \
-                            1 a file or the server's admin socket cannot be read; 64 bad usage.")]
+    #[command(
+        after_help = "Exit codes: 0 the connection works; 2 it fails (the report says why); \
+                            1 a file or the server's admin socket cannot be read; 64 bad usage."
+    )]
     Tls(TlsArgs),
 }
 
@@ -127,12 +129,17 @@ async fn as_identity(a: &TlsArgs, s: &str) -> Result<SpiffeId, (u8, anyhow::Erro
     if s.starts_with("spiffe://") {
         return SpiffeId::parse(s).map_err(|e| usage(anyhow!("--as {s:?}: {e}")));
     }
-    let Some((ns, sa)) = s.split_once('/').filter(|(n, s)| !n.is_empty() && !s.is_empty() && !s.contains('/')) else {
+    let Some((ns, sa)) = s
+        .split_once('/')
+        .filter(|(n, s)| !n.is_empty() && !s.is_empty() && !s.contains('/'))
+    else {
         return Err(usage(anyhow!(
             "--as {s:?}: give a SPIFFE ID (spiffe://cluster.local/ns/payments/sa/checkout) or NAMESPACE/SERVICEACCOUNT (payments/checkout)"
         )));
     };
-    let mut c = crate::admin::connect(&a.socket.socket_path).await.map_err(op)?;
+    let mut c = crate::admin::connect(&a.socket.socket_path)
+        .await
+        .map_err(op)?;
     let h = c
         .health(sigil_proto::admin::HealthRequest {})
         .await
@@ -176,7 +183,10 @@ async fn tls(a: TlsArgs) -> Result<(), (u8, anyhow::Error)> {
         ));
         client_src = format!("--as (minted, serial {})", m.serial);
         roots = m.bundle;
-        trust_source = Some(format!("the bundle of {} from the server (--as)", id.trust_domain()));
+        trust_source = Some(format!(
+            "the bundle of {} from the server (--as)",
+            id.trust_domain()
+        ));
         trust_domain = trust_domain.or_else(|| Some(id.trust_domain().clone()));
     }
     if let Some(ca) = &a.ca {
@@ -189,7 +199,10 @@ async fn tls(a: TlsArgs) -> Result<(), (u8, anyhow::Error)> {
         .or_else(|| x509_cmd::common_td(&root_info));
     let client_info = match &client {
         Some((chain, _)) => match chain.first() {
-            Some(leaf) => Some((certinfo::describe(0, leaf).map_err(|e| op(anyhow!(e)))?, client_src)),
+            Some(leaf) => Some((
+                certinfo::describe(0, leaf).map_err(|e| op(anyhow!(e)))?,
+                client_src,
+            )),
             None => return Err(op(anyhow!("--cert holds no certificate"))),
         },
         None => None,
@@ -244,9 +257,6 @@ async fn tls(a: TlsArgs) -> Result<(), (u8, anyhow::Error)> {
     if finding.ok {
         Ok(())
     } else {
-        Err((
-            EXIT_PROBLEM,
-            anyhow!("{}: {}", a.target, finding.code),
-        ))
+        Err((EXIT_PROBLEM, anyhow!("{}: {}", a.target, finding.code)))
     }
 }

@@ -23,11 +23,15 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
-use sigil_spiffe::{Bundle, SpiffeId, Usage, leaf_spiffe_id, verify_chain_to_anchors, verify_x509_svid};
+use sigil_spiffe::{
+    Bundle, SpiffeId, Usage, leaf_spiffe_id, verify_chain_to_anchors, verify_x509_svid,
+};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
-use super::classify::{After, Alert, Connect, Handshake, Outcome, PeerCheck, Plain, TlsParams, looks_like_tls};
+use super::classify::{
+    After, Alert, Connect, Handshake, Outcome, PeerCheck, Plain, TlsParams, looks_like_tls,
+};
 use super::explain::Problem;
 
 /// What to probe and with what.
@@ -68,12 +72,15 @@ pub fn check_server(
     }
     match svid {
         Ok(id) => {
-            let bundle = match Bundle::from_x509_authorities(id.trust_domain().clone(), roots.to_vec()) {
-                Ok(b) => b,
-                Err(_) => {
-                    return PeerCheck::Failed(Problem::Chain(sigil_spiffe::ChainError::NoAnchors));
-                }
-            };
+            let bundle =
+                match Bundle::from_x509_authorities(id.trust_domain().clone(), roots.to_vec()) {
+                    Ok(b) => b,
+                    Err(_) => {
+                        return PeerCheck::Failed(Problem::Chain(
+                            sigil_spiffe::ChainError::NoAnchors,
+                        ));
+                    }
+                };
             match verify_x509_svid(chain, &bundle, now, Usage::Server) {
                 Ok(v) => PeerCheck::Verified {
                     spiffe_id: v.id().to_string(),
@@ -199,11 +206,12 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Recording<S> {
 
 async fn connect(target: &str, timeout: Duration) -> Result<TcpStream, Connect> {
     let deadline = tokio::time::Instant::now() + timeout;
-    let addrs: Vec<_> = match tokio::time::timeout_at(deadline, tokio::net::lookup_host(target)).await {
-        Ok(Ok(a)) => a.collect(),
-        Ok(Err(e)) => return Err(Connect::Failed(format!("cannot resolve {target}: {e}"))),
-        Err(_) => return Err(Connect::Timeout),
-    };
+    let addrs: Vec<_> =
+        match tokio::time::timeout_at(deadline, tokio::net::lookup_host(target)).await {
+            Ok(Ok(a)) => a.collect(),
+            Ok(Err(e)) => return Err(Connect::Failed(format!("cannot resolve {target}: {e}"))),
+            Err(_) => return Err(Connect::Timeout),
+        };
     let Some(addr) = addrs.first() else {
         return Err(Connect::Failed(format!("{target} resolves to no address")));
     };
@@ -250,7 +258,10 @@ pub async fn run(p: &Probe) -> Seen {
 }
 
 async fn plaintext(mut tcp: TcpStream, p: &Probe) -> Plain {
-    let host = p.target.rsplit_once(':').map_or(p.target.as_str(), |(h, _)| h);
+    let host = p
+        .target
+        .rsplit_once(':')
+        .map_or(p.target.as_str(), |(h, _)| h);
     let req = format!(
         "GET / HTTP/1.1\r\nHost: {host}\r\nUser-Agent: sigil-diagnose\r\nConnection: close\r\n\r\n"
     );
@@ -298,7 +309,8 @@ async fn tls(tcp: TcpStream, p: &Probe) -> Result<Seen, String> {
     };
     let started = Instant::now();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
-    let result = tokio::time::timeout(p.timeout, connector.connect(p.server_name.clone(), io)).await;
+    let result =
+        tokio::time::timeout(p.timeout, connector.connect(p.server_name.clone(), io)).await;
     let (server_chain, check) = recorder
         .seen
         .lock()
@@ -312,7 +324,9 @@ async fn tls(tcp: TcpStream, p: &Probe) -> Result<Seen, String> {
         Err(_) => Handshake::Timeout,
         Ok(Err(e)) => match (alert_of(&e), rustls_error(&e)) {
             (Some(a), _) => Handshake::Alert(a),
-            (None, Some(rustls::Error::InvalidCertificate(_))) if check != PeerCheck::NotReached => {
+            (None, Some(rustls::Error::InvalidCertificate(_)))
+                if check != PeerCheck::NotReached =>
+            {
                 Handshake::RejectedServer
             }
             _ => match e.kind() {
@@ -324,9 +338,9 @@ async fn tls(tcp: TcpStream, p: &Probe) -> Result<Seen, String> {
         Ok(Ok(mut stream)) => {
             let conn = stream.get_ref().1;
             let params = TlsParams {
-                version: conn
-                    .protocol_version()
-                    .map_or("unknown".into(), |v| format!("{v:?}").replace("TLSv1_", "TLSv1.")),
+                version: conn.protocol_version().map_or("unknown".into(), |v| {
+                    format!("{v:?}").replace("TLSv1_", "TLSv1.")
+                }),
                 cipher: conn
                     .negotiated_cipher_suite()
                     .map_or("unknown".into(), |c| format!("{:?}", c.suite())),
