@@ -142,6 +142,9 @@ pub fn read_roots(
             .map_err(|e| anyhow!("{}: {e}", path.display()))?
             .0
     };
+    // Every root must be usable as a trust anchor; say which one is not, before connecting.
+    Bundle::from_x509_authorities(TrustDomain::new("bundle")?, roots.clone())
+        .map_err(|e| anyhow!("{}: {e}", path.display()))?;
     if roots.is_empty() {
         anyhow::bail!(
             "{} holds no X.509 authority; give the roots as PEM (`sigil bundle show --format pem`)",

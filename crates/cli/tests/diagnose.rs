@@ -599,6 +599,18 @@ async fn refused_connections_and_bad_usage() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(64));
+
+    // A key that does not belong to the certificate is refused before connecting.
+    let pki = Pki::new();
+    let a = pki.client_files("a", &pki.svid(CHECKOUT));
+    let b = pki.client_files("b", &pki.svid(CHECKOUT));
+    let mismatched = [a[0].clone(), a[1].clone(), b[2].clone(), b[3].clone()];
+    let (code, text) = diagnose(free, &mismatched).await;
+    assert_eq!(code, 1, "{text}");
+    assert_has(
+        &text,
+        &["does not belong to --cert", "their public keys differ"],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -115,6 +115,19 @@ fn load_client(
     let pem = std::fs::read(key).with_context(|| format!("cannot read --key {}", key.display()))?;
     let k = sigil_ca::PrivateKey::from_pem(&pem)
         .map_err(|e| anyhow!("--key {}: {e}", key.display()))?;
+    let leaf = chain
+        .first()
+        .ok_or_else(|| anyhow!("--cert {} holds no certificate", cert.display()))?;
+    let (_, parsed) = x509_parser::parse_x509_certificate(leaf)
+        .map_err(|e| anyhow!("--cert {}: {e}", cert.display()))?;
+    if parsed.public_key().raw != k.public_key_spki_der().as_slice() {
+        anyhow::bail!(
+            "--key {} does not belong to --cert {} (their public keys differ); pass the key the \
+             certificate was issued for",
+            key.display(),
+            cert.display()
+        );
+    }
     let der = k
         .to_pkcs8_der()
         .map_err(|e| anyhow!("--key {}: {e}", key.display()))?;
