@@ -407,7 +407,7 @@ async fn expired_and_not_yet_valid_server_certificates_say_by_how_much() {
     assert_eq!(code, 2, "{text}");
     assert_has(
         &text,
-        &["FAILED [expired]", "expired 1m 4", "clock skew", "date -u"],
+        &["FAILED [expired]", "expired 1m ", "clock skew", "date -u"],
     );
 
     let early = pki
@@ -419,7 +419,7 @@ async fn expired_and_not_yet_valid_server_certificates_say_by_how_much() {
     assert_eq!(code, 2, "{text}");
     assert_has(&text, &["FAILED [not-yet-valid]", "clock skew"]);
     assert!(
-        text.contains("becomes valid only in 3m 5") || text.contains("becomes valid only in 4m 0s"),
+        text.contains("becomes valid only in 3m ") || text.contains("becomes valid only in 4m 0s"),
         "{text}"
     );
 }
