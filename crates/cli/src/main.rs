@@ -7,6 +7,7 @@ mod authz_cmd;
 mod config_cmd;
 mod config_table;
 mod describe_cmd;
+mod diagnose;
 mod entry;
 mod entry_explain;
 mod live;
@@ -15,6 +16,7 @@ mod output;
 mod proxy_cmd;
 mod spire_flags;
 mod status_cmd;
+mod x509_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -73,6 +75,12 @@ enum Cmd {
     Authz(authz_cmd::AuthzCmd),
     /// Finds configuration that is valid but will not do what was meant (like istioctl analyze).
     Analyze(analyze_cmd::AnalyzeArgs),
+    /// Explains why a connection fails: sigil diagnose tls HOST:PORT.
+    #[command(subcommand)]
+    Diagnose(diagnose::DiagnoseCmd),
+    /// Certificates: inspect, verify against a bundle, mint an X.509-SVID.
+    #[command(subcommand)]
+    X509(x509_cmd::X509Cmd),
 }
 
 #[derive(Debug, Subcommand)]
@@ -250,6 +258,8 @@ async fn dispatch(cli: Cli) -> Result<(), (u8, anyhow::Error)> {
         Cmd::Describe(c) => describe_cmd::run(c).await,
         Cmd::Authz(c) => authz_cmd::run(c).await,
         Cmd::Analyze(a) => analyze_cmd::run(a).await,
+        Cmd::Diagnose(c) => diagnose::run(c).await,
+        Cmd::X509(c) => x509_cmd::run(c).await,
     }
 }
 

@@ -483,6 +483,16 @@ impl Admin for AdminApi {
         }))
     }
 
+    async fn mint_x509svid(
+        &self,
+        req: Request<api::MintX509svidRequest>,
+    ) -> Result<Response<api::MintX509svidResponse>, Status> {
+        let who = crate::admin_mint::caller(&req);
+        crate::admin_mint::mint(&self.shared, &who, req.into_inner())
+            .await
+            .map(Response::new)
+    }
+
     async fn health(
         &self,
         _req: Request<api::HealthRequest>,

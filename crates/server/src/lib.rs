@@ -3,6 +3,7 @@
 
 pub mod admin_api;
 pub mod admin_client;
+mod admin_mint;
 pub mod authz;
 pub mod ca_handle;
 pub mod config;
