@@ -156,10 +156,51 @@ async fn read_live(socket: &Path) -> anyhow::Result<Live> {
     })
 }
 
-/// The workloads of a live mesh: those its WorkloadEntries declare. (Proxies do not report
-/// themselves to the server yet; when they do, add them here.)
-fn live_workloads(resources: &[Located], trust_domain: &str) -> Vec<KnownWorkload> {
-    workloads_from_entries(resources, trust_domain)
+/// The workloads of a live mesh: those whose proxies report to the server (one per
+/// namespace/name, replicas merged), then those its WorkloadEntries declare.
+fn live_workloads(
+    reported: &[sigil_proto::admin::ProxyRecord],
+    resources: &[Located],
+    trust_domain: &str,
+) -> (Vec<KnownWorkload>, Vec<KnownWorkload>) {
+    let mut out: Vec<KnownWorkload> = Vec::new();
+    for p in reported.iter().filter_map(|r| r.report.as_ref()) {
+        if out
+            .iter()
+            .any(|w| w.workload.namespace == p.workload_namespace && w.name == p.workload_name)
+        {
+            continue;
+        }
+        let workload = crate::live::workload(p);
+        out.push(KnownWorkload {
+            name: p.workload_name.clone(),
+            workload,
+            ports: p
+                .inbound
+                .iter()
+                .map(|t| WorkloadPort {
+                    port: t.port as u16,
+                    protocol: match t.protocol.as_str() {
+                        "http" | "http2" => Some(Protocol::Http),
+                        "tcp" => Some(Protocol::Tcp),
+                        _ => None,
+                    },
+                })
+                .collect(),
+            proxy: Some(true),
+            outbound: p
+                .outbound
+                .iter()
+                .map(|u| Upstream {
+                    host: u.host.clone(),
+                    port: u.port as u16,
+                    subset: (!u.subset.is_empty()).then(|| u.subset.clone()),
+                })
+                .collect(),
+            origin: format!("proxy {} reporting to the server", p.proxy_id),
+        });
+    }
+    (out, workloads_from_entries(resources, trust_domain))
 }
 
 fn yaml_files(p: &Path, out: &mut Vec<PathBuf>, depth: usize) -> anyhow::Result<()> {
@@ -384,10 +425,22 @@ pub async fn run(a: AnalyzeArgs) -> Result<(), (u8, anyhow::Error)> {
             .unwrap_or_else(|| "cluster.local".into());
         (files, entries, None, td)
     };
-    let declared = if a.live {
-        live_workloads(&resources, &trust_domain)
+    let (proxies, declared) = if a.live {
+        let reported = crate::live::proxies(&a.socket.socket_path, 0)
+            .await
+            .map_err(op)?;
+        let (mut live, declared) = live_workloads(&reported.proxies, &resources, &trust_domain);
+        // Proxy configs given with -f/--workloads describe the same workloads: they win.
+        live.retain(|l| {
+            !proxies
+                .iter()
+                .any(|p| p.workload.namespace == l.workload.namespace && p.name == l.name)
+        });
+        let mut all = proxies;
+        all.extend(live);
+        (all, declared)
     } else {
-        workloads_from_entries(&resources, &trust_domain)
+        (proxies, workloads_from_entries(&resources, &trust_domain))
     };
     let workloads = merge_workloads(proxies, declared);
     let mesh = MeshContext {

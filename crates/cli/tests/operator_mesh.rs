@@ -310,6 +310,42 @@ async fn operator_commands_explain_the_live_mesh() {
     assert!(out.contains("[127.0.0.1]"), "{out}");
     assert!(out.contains("PeerAuthentication payments/default"), "{out}");
 
+    // analyze --live knows the workloads from their proxies' reports: the seed policy selects
+    // billing (no finding); a policy for a workload no proxy reports is flagged.
+    let s = admin_socket.clone();
+    let (code, v) = blocking(move || json(&s, &["analyze", "--live"])).await;
+    let codes = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .or_else(|| v["findings"].as_array())
+            .into_iter()
+            .flatten()
+            .map(|f| format!("{} {}", f["code"].as_str().unwrap_or(""), f["resource"]))
+            .collect()
+    };
+    assert!(
+        !codes(&v).iter().any(|c| c.starts_with("SG0101")),
+        "every selector matches a reporting proxy: {v}"
+    );
+    assert_eq!(code, 0, "{v}");
+    apply(
+        &mut admin,
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: ledger-policy, namespace: payments}\nspec:\n  selector:\n    matchLabels: {app: ledger}\n  action: ALLOW\n  rules:\n  - from:\n    - source:\n        principals: [\"cluster.local/ns/payments/sa/checkout-service\"]\n",
+    )
+    .await;
+    let s = admin_socket.clone();
+    let (_, v) = blocking(move || json(&s, &["analyze", "--live"])).await;
+    let found = codes(&v);
+    assert!(
+        found
+            .iter()
+            .any(|c| c.starts_with("SG0101") && c.contains("ledger-policy")),
+        "{found:?}"
+    );
+    assert!(
+        !found.iter().any(|c| c.contains("billing-service-policy")),
+        "{found:?}"
+    );
+
     frontend.shutdown().await;
     checkout.shutdown().await;
     billing.shutdown().await;
