@@ -526,3 +526,101 @@ async fn workload(a: DescribeWorkloadArgs) -> Result<(), (u8, anyhow::Error)> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sigil_proto::status::{PortTraffic, ProxyReport};
+
+    fn record(not_before: i64, not_after: i64) -> ProxyRecord {
+        let ca = sigil_proxy::testing::TestCa::new("cluster.local").unwrap();
+        let issued = ca
+            .issue(
+                "spiffe://cluster.local/ns/payments/sa/billing-service",
+                &[],
+                not_before,
+                not_after,
+            )
+            .unwrap();
+        ProxyRecord {
+            agent_id: "spiffe://cluster.local/spire/agent/x".into(),
+            report: Some(ProxyReport {
+                proxy_id: "h/1/1".into(),
+                workload_namespace: "payments".into(),
+                workload_name: "billing-service".into(),
+                spiffe_id: "spiffe://cluster.local/ns/payments/sa/billing-service".into(),
+                config_revision: 3,
+                svid_not_after: not_after,
+                svid_chain: issued.chain.iter().map(|c| c.to_vec()).collect(),
+                inbound: vec![PortTraffic {
+                    port: 8080,
+                    protocol: "http".into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            received_at: 1000,
+            ..Default::default()
+        }
+    }
+
+    fn warnings(v: &Value) -> Vec<String> {
+        v["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w.as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn an_svid_past_its_renewal_point_is_a_warning() {
+        let now = crate::now_unix();
+        let entry = Entry {
+            spiffe_id: "spiffe://cluster.local/ns/payments/sa/billing-service".into(),
+            ..Default::default()
+        };
+        // 1 h life, 10 min left: the agent should have renewed it at 30 min.
+        let late = record(now - 3000, now + 600);
+        let v = describe(
+            "payments",
+            "billing-service",
+            &[&late],
+            std::slice::from_ref(&entry),
+            &[],
+            3,
+            now,
+        );
+        let w = warnings(&v);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("past its renewal point"), "{w:?}");
+        // Fresh: no warning; behind on configuration: a warning.
+        let fresh = record(now - 60, now + 3540);
+        let v = describe(
+            "payments",
+            "billing-service",
+            &[&fresh],
+            std::slice::from_ref(&entry),
+            &[],
+            3,
+            now,
+        );
+        assert!(warnings(&v).is_empty(), "{v}");
+        let v = describe(
+            "payments",
+            "billing-service",
+            &[&fresh],
+            &[entry],
+            &[],
+            5,
+            now,
+        );
+        assert!(
+            warnings(&v)[0].contains("revision 3 but the server is at 5"),
+            "{v}"
+        );
+        // No entry any more for the ID it holds.
+        let v = describe("payments", "billing-service", &[&fresh], &[], &[], 3, now);
+        assert!(warnings(&v)[0].contains("will not be renewed"), "{v}");
+    }
+}

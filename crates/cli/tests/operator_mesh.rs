@@ -18,12 +18,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use sigil_proxy::config::ProxyConfig;
-
 #[path = "../../proxy/tests/mesh_support/mod.rs"]
 mod mesh_support;
 
-use mesh_support::{Mesh, TD, apply, eventually, example, free_port, http, start_app};
+use mesh_support::{
+    Mesh, TD, apply, client_proxy, eventually, example, free_port, http, server_proxy, start_app,
+};
 
 /// Runs `sigil ARGS --socket-path SOCKET`: (exit code, stdout, stderr).
 fn sigil(socket: &Path, args: &[&str]) -> (i32, String, String) {
@@ -69,20 +69,9 @@ async fn operator_commands_explain_the_live_mesh() {
 
     let billing_app = start_app();
     let billing_port = free_port();
-    let billing_cfg = ProxyConfig::parse(&format!(
-        "workload:\n  name: billing-service\n  namespace: payments\n  labels: {{app: billing-service}}\n  spiffeId: spiffe://{TD}/ns/payments/sa/billing-service\nworkloadApi: {}\ninbound:\n  - port: {billing_port}\n    bind: 127.0.0.1\n    app: {billing_app}\nadmin: 127.0.0.1:0\nstats: 127.0.0.1:0\naccessLog: off\n",
-        socket.display()
-    ))
-    .unwrap();
+    let billing_cfg = server_proxy(&socket, "billing-service", &[(billing_port, billing_app)]);
     let billing = sigil_proxy::run::build(billing_cfg, None).await.unwrap();
-    let client_cfg = |sa: &str| {
-        ProxyConfig::parse(&format!(
-            "workload:\n  name: {sa}\n  namespace: payments\n  labels: {{app: {sa}}}\n  spiffeId: spiffe://{TD}/ns/payments/sa/{sa}\nworkloadApi: {}\noutbound:\n  - listen: 127.0.0.1:{}\n    host: billing-service.payments.svc.cluster.local\n    port: {billing_port}\n    address: 127.0.0.1:{billing_port}\nadmin: 127.0.0.1:0\nstats: 127.0.0.1:0\naccessLog: off\n",
-            socket.display(),
-            free_port()
-        ))
-        .unwrap()
-    };
+    let client_cfg = |sa: &str| client_proxy(&socket, sa, billing_port);
     let checkout = sigil_proxy::run::build(client_cfg("checkout-service"), None)
         .await
         .unwrap();
@@ -346,9 +335,21 @@ async fn operator_commands_explain_the_live_mesh() {
         "{found:?}"
     );
 
+    // The agent goes away and the configuration changes: the server still holds the proxies'
+    // last reports, so proxy status says they are behind (and exits 2).
+    agent.shutdown().await;
+    apply(&mut admin, &example("permissive/peer-authentication.yaml")).await;
+    let s = admin_socket.clone();
+    let (code, out, err) = blocking(move || sigil(&s, &["proxy", "status"])).await;
+    assert_eq!(code, 2, "{out}{err}");
+    assert_eq!(out.matches("STALE (").count(), 3, "{out}");
+    assert!(
+        out.contains("but the server is at") && err.contains("3 of 3 proxies need attention"),
+        "{out}{err}"
+    );
+
     frontend.shutdown().await;
     checkout.shutdown().await;
     billing.shutdown().await;
-    agent.shutdown().await;
     server.shutdown().await;
 }

@@ -15,11 +15,11 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Instant;
 
-use sigil_proxy::config::ProxyConfig;
-
 mod mesh_support;
 
-use mesh_support::{Mesh, TD, apply, eventually, example, free_port, http, start_app};
+use mesh_support::{
+    Mesh, TD, apply, client_proxy, eventually, example, free_port, http, server_proxy, start_app,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn permissive_to_strict_with_the_seed_policy() {
@@ -37,20 +37,13 @@ async fn permissive_to_strict_with_the_seed_policy() {
     let billing_app = start_app();
     let health_app = start_app();
     let (billing_port, health_port) = (free_port(), free_port());
-    let billing_cfg = ProxyConfig::parse(&format!(
-        "workload:\n  name: billing-service\n  namespace: payments\n  labels: {{app: billing-service}}\n  spiffeId: spiffe://{TD}/ns/payments/sa/billing-service\nworkloadApi: {}\ninbound:\n  - port: {billing_port}\n    bind: 127.0.0.1\n    app: {billing_app}\n  - port: {health_port}\n    bind: 127.0.0.1\n    app: {health_app}\nadmin: 127.0.0.1:0\nstats: 127.0.0.1:0\naccessLog: off\n",
-        socket.display()
-    ))
-    .unwrap();
+    let billing_cfg = server_proxy(
+        &socket,
+        "billing-service",
+        &[(billing_port, billing_app), (health_port, health_app)],
+    );
     let billing = sigil_proxy::run::build(billing_cfg, None).await.unwrap();
-    let client_cfg = |sa: &str| {
-        ProxyConfig::parse(&format!(
-            "workload:\n  name: {sa}\n  namespace: payments\n  labels: {{app: {sa}}}\n  spiffeId: spiffe://{TD}/ns/payments/sa/{sa}\nworkloadApi: {}\noutbound:\n  - listen: 127.0.0.1:{}\n    host: billing-service.payments.svc.cluster.local\n    port: {billing_port}\n    address: 127.0.0.1:{billing_port}\nadmin: 127.0.0.1:0\nstats: 127.0.0.1:0\naccessLog: off\n",
-            socket.display(),
-            free_port()
-        ))
-        .unwrap()
-    };
+    let client_cfg = |sa: &str| client_proxy(&socket, sa, billing_port);
     let checkout = sigil_proxy::run::build(client_cfg("checkout-service"), None)
         .await
         .unwrap();

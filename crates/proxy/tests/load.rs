@@ -18,8 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mesh_support::{Mesh, apply, eventually, example, free_port};
-use sigil_proxy::config::ProxyConfig;
+use mesh_support::{Mesh, apply, client_proxy, eventually, example, free_port, server_proxy};
 
 /// How long traffic runs while SVIDs rotate.
 const DURATION: Duration = Duration::from_secs(60);
@@ -255,18 +254,9 @@ async fn rotation_under_continuous_traffic_loses_no_request() {
 
     let billing_app = start_app();
     let billing_port = free_port();
-    let billing_cfg = ProxyConfig::parse(&format!(
-        "workload:\n  name: billing-service\n  namespace: payments\n  labels: {{app: billing-service}}\n  spiffeId: spiffe://{td}/ns/payments/sa/billing-service\nworkloadApi: {}\ninbound:\n  - port: {billing_port}\n    bind: 127.0.0.1\n    app: {billing_app}\nadmin: 127.0.0.1:0\nstats: 127.0.0.1:0\naccessLog: off\n",
-        socket.display()
-    ))
-    .unwrap();
+    let billing_cfg = server_proxy(&socket, "billing-service", &[(billing_port, billing_app)]);
     let billing = sigil_proxy::run::build(billing_cfg, None).await.unwrap();
-    let checkout_cfg = ProxyConfig::parse(&format!(
-        "workload:\n  name: checkout-service\n  namespace: payments\n  labels: {{app: checkout-service}}\n  spiffeId: spiffe://{td}/ns/payments/sa/checkout-service\nworkloadApi: {}\noutbound:\n  - listen: 127.0.0.1:{}\n    host: billing-service.payments.svc.cluster.local\n    port: {billing_port}\n    address: 127.0.0.1:{billing_port}\nadmin: 127.0.0.1:0\nstats: 127.0.0.1:0\naccessLog: off\n",
-        socket.display(),
-        free_port()
-    ))
-    .unwrap();
+    let checkout_cfg = client_proxy(&socket, "checkout-service", billing_port);
     let checkout = sigil_proxy::run::build(checkout_cfg, None).await.unwrap();
     let checkout_out = checkout.outbound_addrs[0].1;
     let checkout_id = format!("spiffe://{td}/ns/payments/sa/checkout-service");

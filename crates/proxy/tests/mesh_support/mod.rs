@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use sigil_agent::config::{AgentConfig, FileConfig as AgentFile};
 use sigil_proto::admin::{self as api, admin_client::AdminClient};
 use sigil_proto::node as pb;
+use sigil_proxy::config::ProxyConfig;
 use sigil_server::config::{FileConfig, ServerConfig};
 use tonic::transport::Channel;
 
@@ -68,6 +69,31 @@ pub async fn apply(admin: &mut AdminClient<Channel>, text: &str) -> i64 {
         .into_inner();
     assert!(r.errors.is_empty(), "{:?}", r.errors);
     r.revision
+}
+
+/// The proxy config of `payments/<sa>` (SVID `spiffe://cluster.local/ns/payments/sa/<sa>`,
+/// label `app: <sa>`) serving each `(port, app)` on 127.0.0.1, admin and stats on free ports.
+pub fn server_proxy(socket: &Path, sa: &str, inbound: &[(u16, SocketAddr)]) -> ProxyConfig {
+    let ports: String = inbound
+        .iter()
+        .map(|(port, app)| format!("  - port: {port}\n    bind: 127.0.0.1\n    app: {app}\n"))
+        .collect();
+    ProxyConfig::parse(&format!(
+        "workload:\n  name: {sa}\n  namespace: payments\n  labels: {{app: {sa}}}\n  spiffeId: spiffe://{TD}/ns/payments/sa/{sa}\nworkloadApi: {}\ninbound:\n{ports}admin: 127.0.0.1:0\nstats: 127.0.0.1:0\naccessLog: off\n",
+        socket.display()
+    ))
+    .unwrap()
+}
+
+/// The proxy config of `payments/<sa>` whose one upstream is billing-service at
+/// 127.0.0.1:`billing_port`, listening for its app on a free local port.
+pub fn client_proxy(socket: &Path, sa: &str, billing_port: u16) -> ProxyConfig {
+    ProxyConfig::parse(&format!(
+        "workload:\n  name: {sa}\n  namespace: payments\n  labels: {{app: {sa}}}\n  spiffeId: spiffe://{TD}/ns/payments/sa/{sa}\nworkloadApi: {}\noutbound:\n  - listen: 127.0.0.1:{}\n    host: billing-service.payments.svc.cluster.local\n    port: {billing_port}\n    address: 127.0.0.1:{billing_port}\nadmin: 127.0.0.1:0\nstats: 127.0.0.1:0\naccessLog: off\n",
+        socket.display(),
+        free_port()
+    ))
+    .unwrap()
 }
 
 /// A running server and agent.
