@@ -394,6 +394,18 @@ pub fn bind_admin_socket(path: &Path) -> io::Result<UnixListener> {
                 ),
             ));
         }
+        Ok(m) if m.uid() != 0 && Some(m.uid()) != own_uid() => {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "refusing to put the agent admin socket in {}: the directory belongs to uid \
+                     {}, who could replace the socket; use a directory owned by the agent's user \
+                     or root (the default is <data-dir>/admin.sock)",
+                    parent.display(),
+                    m.uid()
+                ),
+            ));
+        }
         Ok(_) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             std::fs::DirBuilder::new()
@@ -459,6 +471,11 @@ pub fn serve(listener: UnixListener, service: AgentAdminService, tasks: &mut Tas
             .await
             .context("the agent admin server failed")
     });
+}
+
+/// The agent's own uid (the owner of `/proc/self`, as the caller check uses).
+fn own_uid() -> Option<u32> {
+    std::fs::metadata("/proc/self").ok().map(|m| m.uid())
 }
 
 #[cfg(test)]

@@ -24,6 +24,11 @@ use crate::workload_api::WorkloadApi;
 
 /// A proxy that has not reported for this many intervals is dropped.
 const STALE_INTERVALS: u32 = 3;
+/// Bounds on what local processes can make the agent hold (and forward).
+pub const MAX_PROXIES: usize = 1024;
+const MAX_PER_PROCESS: usize = 16;
+const MAX_CHAIN_BYTES: usize = 64 * 1024;
+const MAX_TEXT: usize = 4096;
 
 /// The reports of the live proxies on this node.
 pub struct ProxyHub {
@@ -60,6 +65,18 @@ impl ProxyHub {
         let stale = self.interval * STALE_INTERVALS;
         let mut map = self.proxies.lock().unwrap_or_else(|p| p.into_inner());
         map.retain(|_, h| now.duration_since(h.at) < stale);
+        if !map.contains_key(&report.proxy_id) {
+            if map.len() >= MAX_PROXIES {
+                return Err(Status::resource_exhausted(format!(
+                    "this agent already tracks {MAX_PROXIES} proxies"
+                )));
+            }
+            if map.values().filter(|h| h.report.pid == pid).count() >= MAX_PER_PROCESS {
+                return Err(Status::resource_exhausted(format!(
+                    "process {pid} already reports {MAX_PER_PROCESS} proxies"
+                )));
+            }
+        }
         let is_new = match map.get(&report.proxy_id) {
             Some(h) if h.report.pid != pid => {
                 return Err(Status::already_exists(format!(
@@ -159,10 +176,13 @@ impl ProxyStatus for ProxyStatusService {
         let (caller, selectors, entitled) = self.api.entitled_ids(&request).await?;
         let mut report = request.into_inner();
         report.attested_selectors = selectors.iter().map(ToString::to_string).collect();
-        if report.proxy_id.is_empty() || report.proxy_id.len() > 256 {
-            return Err(Status::invalid_argument("proxy_id must be 1 to 256 bytes"));
+        check_shape(&report)?;
+        if report.spiffe_id.is_empty() {
+            return Err(Status::failed_precondition(
+                "report after the first SVID: a report is trusted for the identity its process holds",
+            ));
         }
-        if !report.spiffe_id.is_empty() && !entitled.iter().any(|id| id == &report.spiffe_id) {
+        if !entitled.iter().any(|id| id == &report.spiffe_id) {
             warn!(pid = caller.pid, uid = caller.uid, claimed = %report.spiffe_id, "proxy report refused: the process is not entitled to the identity it claims");
             return Err(Status::permission_denied(format!(
                 "process {} (uid {}) reports identity {} but its registration entries give [{}]",
@@ -172,12 +192,56 @@ impl ProxyStatus for ProxyStatusService {
                 entitled.join(", ")
             )));
         }
+        if let Some(ns) = namespace_of(&report.spiffe_id)
+            && ns != report.workload_namespace
+        {
+            warn!(pid = caller.pid, claimed = %report.workload_namespace, spiffe_id = %report.spiffe_id, "proxy report refused: namespace differs from its identity's");
+            return Err(Status::permission_denied(format!(
+                "workload namespace {:?} differs from the namespace of its identity {} ({ns}): set `workload.namespace: {ns}` in the proxy config",
+                report.workload_namespace, report.spiffe_id
+            )));
+        }
         debug!(pid = caller.pid, proxy = %report.proxy_id, "proxy report");
         self.hub.accept(caller.pid as u32, report)?;
         Ok(Response::new(ReportAck {
             interval_ms: self.hub.interval.as_millis() as u64,
         }))
     }
+}
+
+/// The `NS` of an Istio-style ID `spiffe://TD/ns/NS/sa/SA`, which names the workload's
+/// namespace for every policy (`source.namespace`).
+fn namespace_of(id: &str) -> Option<&str> {
+    let path = id.strip_prefix("spiffe://")?.split_once('/')?.1;
+    let mut parts = path.split('/');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some("ns"), Some(ns), Some("sa")) => Some(ns),
+        _ => None,
+    }
+}
+
+/// Size bounds of one report.
+fn check_shape(r: &ProxyReport) -> Result<(), Status> {
+    let bad = |what: &str| Err(Status::invalid_argument(what.to_owned()));
+    if r.proxy_id.is_empty() || r.proxy_id.len() > 256 {
+        return bad("proxy_id must be 1 to 256 bytes");
+    }
+    if r.svid_chain.iter().map(Vec::len).sum::<usize>() > MAX_CHAIN_BYTES {
+        return bad("svid_chain larger than 64 KiB");
+    }
+    if r.last_error.len() > MAX_TEXT
+        || r.workload_name.len() > 253
+        || r.workload_namespace.len() > 253
+        || r.labels.len() > 64
+        || r.labels.iter().any(|(k, v)| k.len() + v.len() > 512)
+        || r.inbound.len() > 64
+        || r.outbound.len() > 256
+    {
+        return bad(
+            "report too large: at most 64 labels, 64 inbound ports, 256 upstreams, 4 KiB of last error",
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -189,6 +253,27 @@ mod tests {
             proxy_id: id.into(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn the_namespace_comes_from_istio_style_ids_only() {
+        assert_eq!(
+            namespace_of("spiffe://cluster.local/ns/payments/sa/billing"),
+            Some("payments")
+        );
+        assert_eq!(namespace_of("spiffe://example.org/web"), None);
+        assert_eq!(namespace_of("spiffe://example.org/ns/x"), None);
+    }
+
+    #[test]
+    fn one_process_cannot_fill_the_table() {
+        let hub = ProxyHub::new(Duration::from_secs(5));
+        for i in 0..MAX_PER_PROCESS {
+            hub.accept(7, report(&format!("p{i}"))).unwrap();
+        }
+        let e = hub.accept(7, report("one-more")).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::ResourceExhausted);
+        hub.accept(8, report("other")).unwrap();
     }
 
     #[test]

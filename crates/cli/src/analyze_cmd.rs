@@ -357,8 +357,20 @@ fn read_files(a: &AnalyzeArgs) -> Result<Vec<Located>, (u8, anyhow::Error)> {
         }
     }
     if !errors.is_empty() {
-        for e in &errors {
-            println!("Error [SG0001] {e}");
+        if a.output.as_deref() == Some("json") {
+            let findings: Vec<_> = errors
+                .iter()
+                .map(|e| json!({"code": "SG0001", "severity": "Error", "message": e.to_string()}))
+                .collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&json!({ "findings": findings }))
+                    .unwrap_or_else(|_| "{}".into())
+            );
+        } else {
+            for e in &errors {
+                println!("Error [SG0001] {e}");
+            }
         }
         return Err((
             EXIT_FINDINGS,

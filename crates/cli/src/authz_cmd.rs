@@ -60,6 +60,13 @@ pub struct CheckArgs {
     /// The caller's IP address (for ipBlocks rules; default 127.0.0.1).
     #[arg(long = "source-ip", default_value = "127.0.0.1")]
     source_ip: IpAddr,
+    /// The workload's address the caller connects to (`destination.ip` conditions).
+    #[arg(long = "destination-ip")]
+    destination_ip: Option<IpAddr>,
+    /// http or tcp; default from the port's protocol (an `auto` port is HTTP when the
+    /// caller speaks HTTP/1, TCP otherwise).
+    #[arg(long, value_parser = ["http", "tcp"])]
+    protocol: Option<String>,
     /// text or json.
     #[arg(long = "output", short = 'o', default_value = "text", value_parser = ["text", "json"])]
     output: String,
@@ -105,10 +112,11 @@ pub fn evaluate(
     port: u16,
     peer: Option<&str>,
     source_ip: IpAddr,
+    destination_ip: Option<IpAddr>,
     http: Option<&HttpParts>,
 ) -> (Value, bool) {
     let wl = live::workload(target);
-    let ctx = live::mesh_context();
+    let ctx = live::mesh_context(target);
     let mtls = CompiledMtls::from_resources(resources, &wl, &ctx);
     let (mode, origin) = mtls.mode_for_port(port);
     let target_name = format!("{}/{}", target.workload_namespace, target.workload_name);
@@ -156,6 +164,7 @@ pub fn evaluate(
     if let Some(h) = req.http.as_mut() {
         h.headers = &headers;
     }
+    req.destination_ip = destination_ip;
     let decision = authorize(&authz, &req);
     let allowed = decision.is_permit();
     out["allowed"] = json!(allowed);
@@ -298,7 +307,10 @@ async fn check(a: CheckArgs) -> Result<(), (u8, anyhow::Error)> {
         }
         None => None,
     };
-    let is_http = port.protocol != "tcp";
+    let is_http = match a.protocol.as_deref() {
+        Some(p) => p == "http",
+        None => port.protocol != "tcp",
+    };
     if !is_http && (a.method.is_some() || a.path.is_some() || !headers.is_empty()) {
         return Err(usage(anyhow::anyhow!(
             "port {} of {ns}/{name} is TCP: HTTP attributes (--method, --path, --header) do not exist there; drop them",
@@ -321,6 +333,7 @@ async fn check(a: CheckArgs) -> Result<(), (u8, anyhow::Error)> {
         a.port,
         peer.as_deref(),
         a.source_ip,
+        a.destination_ip,
         http.as_ref(),
     );
     if a.output == "json" {
@@ -392,6 +405,7 @@ spec:
             8080,
             Some(checkout),
             ip,
+            None,
             Some(&http("POST", "/api/v1/charge")),
         );
         assert!(ok, "{v}");
@@ -405,6 +419,7 @@ spec:
             8080,
             Some(frontend),
             ip,
+            None,
             Some(&http("POST", "/api/v1/charge")),
         );
         assert!(!ok);
@@ -419,6 +434,7 @@ spec:
             8080,
             Some(checkout),
             ip,
+            None,
             Some(&http("GET", "/api/v1/charge")),
         );
         assert!(!ok);
@@ -432,6 +448,7 @@ spec:
             8080,
             None,
             ip,
+            None,
             Some(&http("POST", "/api/v1/charge")),
         );
         assert!(!ok);

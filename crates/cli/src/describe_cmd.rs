@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 use sigil_policy::{
-    Action, CompiledAuthz, CompiledMtls, DestinationQuery, IgnoredReason, Level, MtlsMode,
-    NotAppliedReason, Origin, Resource, destination_tls,
+    Action, CompiledAuthz, CompiledMtls, IgnoredReason, Level, MtlsMode, NotAppliedReason, Origin,
+    Resource, destination_tls,
 };
 use sigil_proto::admin::{ListEntriesRequest, ProxyRecord};
 use sigil_proto::node::Entry;
@@ -85,7 +85,7 @@ pub fn describe(
         return json!({ "workload": format!("{ns}/{name}"), "warnings": ["empty report"] });
     };
     let wl = live::workload(p);
-    let ctx = live::mesh_context();
+    let ctx = live::mesh_context(p);
 
     // Identity and entry.
     if p.spiffe_id.is_empty() {
@@ -209,15 +209,14 @@ pub fn describe(
         .outbound
         .iter()
         .map(|u| {
-            let mut q = DestinationQuery::new(ns, &u.host, u.port).client_labels(&wl.labels);
-            if !u.subset.is_empty() {
-                q = q.subset(&u.subset);
-            }
-            // `name.namespace.svc.…` names its service namespace.
-            let service_ns = u.host.split('.').nth(1).map(str::to_owned);
-            if let Some(sn) = service_ns.as_deref() {
-                q = q.service_namespace(sn);
-            }
+            let q = sigil_proxy::outbound::destination_query(
+                ns,
+                &wl.labels,
+                &ctx.root_namespace,
+                &u.host,
+                u.port as u16,
+                (!u.subset.is_empty()).then_some(u.subset.as_str()),
+            );
             match destination_tls(&rules, &q) {
                 Some(d) => {
                     let mode = d

@@ -37,7 +37,11 @@ pub fn parse_window(s: &str) -> anyhow::Result<i64> {
         "d" => 86400,
         _ => anyhow::bail!("--window {s:?}: the unit must be s, m, h or d (e.g. 30m)"),
     };
-    Ok(n * mul)
+    n.checked_mul(mul)
+        .filter(|w| (0..=86_400).contains(w))
+        .ok_or_else(|| {
+            anyhow::anyhow!("--window {s:?}: at most 24h (the history the server keeps)")
+        })
 }
 
 /// Every reported proxy (counters over `window` seconds, 0 = each proxy's life).
@@ -126,9 +130,13 @@ pub fn workload(p: &ProxyReport) -> Workload {
     w
 }
 
-/// The mesh context the proxies use by default.
-pub fn mesh_context() -> MeshContext {
-    MeshContext::default()
+/// The mesh context the reporting proxy enforces with (its `rootNamespace`).
+pub fn mesh_context(p: &ProxyReport) -> MeshContext {
+    let mut ctx = MeshContext::default();
+    if !p.root_namespace.is_empty() {
+        ctx.root_namespace = p.root_namespace.clone();
+    }
+    ctx
 }
 
 /// Writes `v` as pretty JSON on stdout.
@@ -148,6 +156,8 @@ mod tests {
         assert_eq!(parse_window("1h").unwrap(), 3600);
         assert_eq!(parse_window("90").unwrap(), 90);
         assert!(parse_window("1w").is_err());
+        assert!(parse_window("25h").is_err());
+        assert!(parse_window("99999999999999999d").is_err());
         assert_eq!(
             parse_workload_ref("payments/billing").unwrap(),
             ("payments".into(), "billing".into())

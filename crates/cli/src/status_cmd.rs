@@ -293,6 +293,10 @@ pub fn readiness(records: &[ProxyRecord], namespace: Option<&str>) -> Vec<PortRe
                     covered: r.window_covered_seconds,
                     ..Default::default()
                 });
+            if e.mode != t.mtls_mode {
+                // Replicas disagree (a rollout, or one behind on configuration).
+                e.mode = "MIXED".into();
+            }
             add(e, t);
             e.covered = e.covered.min(r.window_covered_seconds);
         }
@@ -301,6 +305,8 @@ pub fn readiness(records: &[ProxyRecord], namespace: Option<&str>) -> Vec<PortRe
     for e in &mut out {
         e.sources
             .sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
+        // Plaintext is only ever accepted by a non-STRICT proxy, so with MIXED modes any
+        // plaintext still means someone would break.
         e.verdict = match e.mode.as_str() {
             "STRICT" => Verdict::Strict,
             "DISABLE" => Verdict::Exception,
@@ -418,7 +424,7 @@ fn print_readiness(rows: &[PortReadiness], window: i64, now: i64) {
                 .filter(|s| s.3 == only_refused)
                 .map(|s| {
                     format!(
-                        "    {} ({} connection{}, last {} ago)",
+                        "    {} ({} connection{} since the proxy started, last {} ago)",
                         s.0,
                         s.1,
                         if s.1 == 1 { "" } else { "s" },
@@ -531,6 +537,8 @@ mod tests {
                 rec("checkout", 8080, "PERMISSIVE", 4, 0, &[]),
                 rec("frontend", 8080, "PERMISSIVE", 0, 0, &[]),
                 rec("ledger", 8080, "STRICT", 4, 0, &[]),
+                rec("orders", 8080, "STRICT", 4, 0, &[]),
+                rec("orders", 8080, "PERMISSIVE", 4, 1, &["10.2.2.2"]),
             ],
             None,
         );
@@ -546,8 +554,10 @@ mod tests {
                 ("checkout", 8080, Verdict::Safe),
                 ("frontend", 8080, Verdict::NoTraffic),
                 ("ledger", 8080, Verdict::Strict),
+                ("orders", 8080, Verdict::WouldBreak),
             ]
         );
+        assert_eq!(rows[5].mode, "MIXED");
         // Two replicas of billing are summed, their callers merged.
         assert_eq!((rows[0].mtls, rows[0].plaintext), (15, 3));
         assert_eq!(rows[0].sources.len(), 2);

@@ -114,6 +114,41 @@ async fn operator_commands_explain_the_live_mesh() {
         );
     }
 
+    // A report is a claim the agent checks against the caller's attested entries: an identity
+    // the process does not hold, a namespace other than its identity's, or no identity at all
+    // is refused, so no local process can pose as another workload's proxy.
+    let mut status = sigil_agent::client::connect_status(&socket).await.unwrap();
+    let claim = |id: &str, ns: &str| sigil_proto::status::ProxyReport {
+        proxy_id: format!("forged/{id}/{ns}"),
+        workload_namespace: ns.into(),
+        workload_name: "billing-service".into(),
+        spiffe_id: id.into(),
+        ..Default::default()
+    };
+    let e = status
+        .report(claim(
+            &format!("spiffe://{TD}/ns/payments/sa/ledger"),
+            "payments",
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
+    assert!(e.message().contains("registration entries give"), "{e:?}");
+    let e = status
+        .report(claim(
+            &format!("spiffe://{TD}/ns/payments/sa/billing-service"),
+            "default",
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
+    assert!(
+        e.message().contains("workload.namespace: payments"),
+        "{e:?}"
+    );
+    let e = status.report(claim("", "payments")).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
+
     // strict-readiness: the plaintext caller is named; billing is not ready (exit 2).
     let s = admin_socket.clone();
     let (code, v) = blocking(move || {

@@ -175,6 +175,7 @@ impl Reporter {
                 .unwrap_or_default(),
             // Filled in by the agent from the attested caller.
             attested_selectors: Vec::new(),
+            root_namespace: cfg.root_namespace.clone(),
         }
     }
 
@@ -196,7 +197,11 @@ impl Reporter {
                 ready_at = unix_now();
             }
             let report = self.build(&ctx, ready_at);
+            // The agent trusts a report for the identity its process holds: none yet, none sent.
             let sent = async {
+                if report.spiffe_id.is_empty() {
+                    return anyhow::Ok(0);
+                }
                 if client.is_none() {
                     client = Some(sigil_agent::client::connect_status(&socket).await?);
                 }

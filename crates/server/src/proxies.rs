@@ -14,8 +14,11 @@ use sigil_proto::status::{PortTraffic, ProxyReport};
 
 /// Samples older than this are dropped (the longest window `strict-readiness` can ask for).
 pub const HISTORY_SECONDS: i64 = 24 * 3600;
-/// A new sample is kept only when the previous one is at least this old.
-const SAMPLE_EVERY: i64 = 10;
+/// Sample spacing: one a minute for the last hour, one every ten minutes before (about 200
+/// samples a day per proxy).
+const FINE_EVERY: i64 = 60;
+const COARSE_EVERY: i64 = 600;
+const FINE_FOR: i64 = 3600;
 /// An agent that has not reported for this long is forgotten with its proxies.
 pub const FORGET_AFTER: i64 = 600;
 /// Bounds on what one agent may make the server hold.
@@ -174,17 +177,30 @@ impl ProxyRegistry {
 }
 
 fn record(history: &mut VecDeque<Sample>, s: Sample) {
-    while history
-        .front()
-        .is_some_and(|f| s.at - f.at > HISTORY_SECONDS)
-    {
-        history.pop_front();
-    }
+    let now = s.at;
     match history.back() {
         // Too soon after the last kept sample: the latest counters live in the report itself.
-        Some(last) if s.at - last.at < SAMPLE_EVERY => {}
+        Some(last) if now - last.at < FINE_EVERY => return,
         _ => history.push_back(s),
     }
+    // Thin: drop what is older than a day, and keep one sample per ten minutes past the hour.
+    let mut kept: VecDeque<Sample> = VecDeque::with_capacity(history.len());
+    for s in history.drain(..) {
+        let age = now - s.at;
+        if age > HISTORY_SECONDS {
+            continue;
+        }
+        let spacing = if age > FINE_FOR {
+            COARSE_EVERY
+        } else {
+            FINE_EVERY
+        };
+        match kept.back() {
+            Some(prev) if s.at - prev.at < spacing => {}
+            _ => kept.push_back(s),
+        }
+    }
+    *history = kept;
 }
 
 /// The report's inbound counters minus those at the start of the window, and how many
@@ -291,6 +307,25 @@ mod tests {
         assert_eq!(recent[0].window_covered_seconds, 600);
         let hour = reg.list(3600, 1600);
         assert_eq!(hour[0].window[0].plaintext, 9, "started inside the window");
+    }
+
+    #[test]
+    fn a_days_history_stays_small() {
+        let mut h = VecDeque::new();
+        for t in (0..2 * HISTORY_SECONDS).step_by(5) {
+            record(
+                &mut h,
+                Sample {
+                    at: t,
+                    ports: vec![(1, t as u64, 0, 0)],
+                },
+            );
+        }
+        assert!(h.len() <= 24 * 6 + 60 + 2, "{} samples", h.len());
+        let newest = h.back().unwrap().at;
+        assert!(newest - h.front().unwrap().at <= HISTORY_SECONDS);
+        // Minute resolution within the last hour.
+        assert!(h.iter().filter(|s| newest - s.at <= FINE_FOR).count() >= 59);
     }
 
     #[test]

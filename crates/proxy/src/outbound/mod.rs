@@ -15,6 +15,8 @@ mod http;
 mod resolve;
 mod tls;
 
+pub use resolve::destination_query;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;

@@ -54,6 +54,29 @@ pub(crate) fn service_namespace(host: &str) -> Option<(&str, &str)> {
     (svc == "svc" && !ns.is_empty() && !domain.is_empty()).then_some((ns, domain))
 }
 
+/// The DestinationRule lookup of a client in `client_ns` with `labels` toward `host:port`
+/// (subset optional), as the proxy makes it: `<svc>.<ns>.svc.<domain>` hosts name their
+/// service namespace and cluster domain.
+pub fn destination_query<'a>(
+    client_ns: &'a str,
+    labels: &'a std::collections::BTreeMap<String, String>,
+    root_namespace: &'a str,
+    host: &'a str,
+    port: u16,
+    subset: Option<&'a str>,
+) -> sigil_policy::DestinationQuery<'a> {
+    let mut q = sigil_policy::DestinationQuery::new(client_ns, host, u32::from(port))
+        .client_labels(labels)
+        .root_namespace(root_namespace);
+    if let Some((ns, domain)) = service_namespace(host) {
+        q = q.service_namespace(ns).cluster_domain(domain);
+    }
+    if let Some(s) = subset {
+        q = q.subset(s);
+    }
+    q
+}
+
 /// Whether ServiceEntry host `pattern` covers `host` (exact, or `*.suffix` / `*`).
 pub(crate) fn host_matches(pattern: &str, host: &str) -> bool {
     if pattern.eq_ignore_ascii_case(host) || pattern == "*" {

@@ -23,11 +23,11 @@ use rustls::sign::CertifiedKey;
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, Error, RootCertStore, SignatureScheme,
 };
-use sigil_policy::{ClientTlsSettings, DestinationQuery, TlsLevel, TlsMode, destination_tls};
+use sigil_policy::{ClientTlsSettings, TlsLevel, TlsMode, destination_tls};
 use sigil_spiffe::SpiffeId;
 use sigil_tls::{IdMatcher, SpiffeServerVerifier, UnexpectedId};
 
-use super::resolve::{Destination, service_namespace};
+use super::resolve::{Destination, destination_query};
 use crate::alpn;
 use crate::config::{AppProtocol, ProxyConfig, Upstream};
 use crate::identity::Identity;
@@ -91,19 +91,14 @@ pub(crate) fn plan(
     protocol: AppProtocol,
     dest: &Destination,
 ) -> TlsPlan {
-    let mut q = DestinationQuery::new(
+    let q = destination_query(
         &cfg.workload.namespace,
+        &cfg.workload.labels,
+        &cfg.root_namespace,
         &upstream.host,
-        u32::from(upstream.port),
-    )
-    .client_labels(&cfg.workload.labels)
-    .root_namespace(&cfg.root_namespace);
-    if let Some((ns, domain)) = service_namespace(&upstream.host) {
-        q = q.service_namespace(ns).cluster_domain(domain);
-    }
-    if let Some(s) = &upstream.subset {
-        q = q.subset(s);
-    }
+        upstream.port,
+        upstream.subset.as_deref(),
+    );
     let decided = destination_tls(&view.destination_rules, &q);
     let rule = decided
         .as_ref()
