@@ -186,6 +186,39 @@ pub trait ConfigStore: Send + Sync {
     async fn config_snapshot(&self) -> Result<(i64, Vec<StoredConfig>)>;
 }
 
+/// One proxy's status as a server replica stored it; `data` is opaque to the datastore.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyStatusRecord {
+    pub agent_id: String,
+    pub proxy_id: String,
+    pub data: Vec<u8>,
+    /// Unix seconds.
+    pub updated_at: i64,
+}
+
+/// The proxies' status reports, shared by the server replicas (any replica answers `sigil
+/// proxy status`, whichever one the agent talks to). Not configuration: writes do not move
+/// the store revision.
+#[async_trait]
+pub trait ProxyStatusStore: Send + Sync {
+    /// Replaces every record of `agent_id` with `records` (proxy id, data), in one transaction.
+    async fn put_proxy_status(
+        &self,
+        agent_id: &str,
+        records: Vec<(String, Vec<u8>)>,
+        now: i64,
+    ) -> Result<()>;
+    /// The records of `agent_id` (or of every agent) updated at or after `since`, ordered by
+    /// agent and proxy id.
+    async fn list_proxy_status(
+        &self,
+        agent_id: Option<&str>,
+        since: i64,
+    ) -> Result<Vec<ProxyStatusRecord>>;
+    /// Deletes the records updated before `before`; returns how many.
+    async fn prune_proxy_status(&self, before: i64) -> Result<u64>;
+}
+
 /// The whole datastore.
 #[async_trait]
 pub trait DataStore:
@@ -196,6 +229,7 @@ pub trait DataStore:
     + CaJournalStore
     + IssuedCertStore
     + ConfigStore
+    + ProxyStatusStore
 {
     fn backend(&self) -> Backend;
 

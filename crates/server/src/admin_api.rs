@@ -476,8 +476,12 @@ impl Admin for AdminApi {
         }
         let now = now_unix();
         let s = &self.shared;
+        let stored =
+            s.ds.list_proxy_status(None, now - crate::proxies::FORGET_AFTER)
+                .await
+                .map_err(ds_status)?;
         Ok(Response::new(api::ListProxiesResponse {
-            proxies: s.proxies.list(window, now),
+            proxies: s.proxies.list(window, now, &stored),
             config_revision: s.config.current().revision,
             now,
         }))

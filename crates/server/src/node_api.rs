@@ -335,9 +335,33 @@ impl Node for NodeApi {
         let reports = req.into_inner().proxies;
         let n = reports.len();
         let s = &self.shared;
+        let agent = caller.id.as_str();
+        let now = now_unix();
         let label = |r: &str| crate::metrics::ResultLabel { result: r.into() };
-        match s.proxies.replace(caller.id.as_str(), reports, now_unix()) {
-            Ok(()) => {
+        if !s.proxies.knows(agent) {
+            // Continue the history another replica (or this one before a restart) wrote.
+            match s
+                .ds
+                .list_proxy_status(Some(agent), now - crate::proxies::FORGET_AFTER)
+                .await
+            {
+                Ok(stored) => s.proxies.seed(agent, &stored),
+                Err(e) => warn!(agent = %caller.id, error = %e, "cannot read stored proxy status"),
+            }
+        }
+        match s.proxies.replace(agent, reports, now) {
+            Ok(due) => {
+                if let Some(records) = due {
+                    let ds = &s.ds;
+                    let written = async {
+                        ds.put_proxy_status(agent, records, now).await?;
+                        ds.prune_proxy_status(now - crate::proxies::FORGET_AFTER)
+                            .await
+                    };
+                    if let Err(e) = written.await {
+                        warn!(agent = %caller.id, error = %e, "cannot store proxy status; other replicas will not see this agent's proxies");
+                    }
+                }
                 s.metrics.proxy_reports.get_or_create(&label("ok")).inc();
                 s.metrics.proxies.set(s.proxies.len() as i64);
                 tracing::debug!(agent = %caller.id, proxies = n, "proxy status report");

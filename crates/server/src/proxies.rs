@@ -3,14 +3,18 @@
 //! history of its inbound counters so that `sigil strict-readiness` can ask "what did this
 //! port see in the last hour" rather than "since the proxy started".
 //!
-//! Held in memory by the replica the agent talks to: a restarted server learns its proxies
-//! again within one report interval.
+//! The replica an agent talks to holds that agent's proxies in memory and writes them (report
+//! and history) to the datastore every [`PERSIST_EVERY`] seconds or when the set changes, so
+//! every replica answers `sigil proxy status` alike and a replica that takes over an agent
+//! continues its history.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
 
+use prost::Message as _;
+use sigil_datastore::ProxyStatusRecord;
 use sigil_proto::admin::ProxyRecord;
-use sigil_proto::status::{PortTraffic, ProxyReport};
+use sigil_proto::status::{CounterSample, PortCounters, PortTraffic, ProxyReport, TrackedProxy};
 
 /// Samples older than this are dropped (the longest window `strict-readiness` can ask for).
 pub const HISTORY_SECONDS: i64 = 24 * 3600;
@@ -21,11 +25,16 @@ const COARSE_EVERY: i64 = 600;
 const FINE_FOR: i64 = 3600;
 /// An agent that has not reported for this long is forgotten with its proxies.
 pub const FORGET_AFTER: i64 = 600;
+/// How often an agent's proxies are written to the datastore when nothing else changed.
+pub const PERSIST_EVERY: i64 = 15;
 /// Bounds on what one agent may make the server hold.
 pub const MAX_PROXIES_PER_AGENT: usize = 1024;
 pub const MAX_PORTS: usize = 64;
 pub const MAX_SOURCES: usize = 64;
 pub const MAX_LABELS: usize = 64;
+
+/// An agent's proxies as written to the datastore: (proxy id, encoded [`TrackedProxy`]).
+pub type StoredSet = Vec<(String, Vec<u8>)>;
 
 /// One point of a proxy's inbound counters: (port, mtls, plaintext, refused).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,16 +56,70 @@ impl Sample {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Tracked {
     report: ProxyReport,
     history: VecDeque<Sample>,
+}
+
+impl Tracked {
+    fn encode(&self, received_at: i64) -> Vec<u8> {
+        TrackedProxy {
+            report: Some(self.report.clone()),
+            history: self
+                .history
+                .iter()
+                .map(|s| CounterSample {
+                    at: s.at,
+                    ports: s
+                        .ports
+                        .iter()
+                        .map(|&(port, mtls, plaintext, refused)| PortCounters {
+                            port,
+                            mtls,
+                            plaintext,
+                            refused,
+                        })
+                        .collect(),
+                })
+                .collect(),
+            received_at,
+        }
+        .encode_to_vec()
+    }
+
+    /// `None` for bytes that are not a stored proxy (written by an incompatible build).
+    fn decode(data: &[u8]) -> Option<(Tracked, i64)> {
+        let t = TrackedProxy::decode(data).ok()?;
+        let history = t
+            .history
+            .into_iter()
+            .map(|s| Sample {
+                at: s.at,
+                ports: s
+                    .ports
+                    .into_iter()
+                    .map(|p| (p.port, p.mtls, p.plaintext, p.refused))
+                    .collect(),
+            })
+            .collect();
+        Some((
+            Tracked {
+                report: t.report?,
+                history,
+            },
+            t.received_at,
+        ))
+    }
 }
 
 #[derive(Debug, Default)]
 struct AgentSet {
     received_at: i64,
     proxies: Vec<Tracked>,
+    /// When this replica last wrote the set, and which proxy ids it wrote.
+    persisted_at: i64,
+    persisted_ids: Vec<String>,
 }
 
 /// Every reported proxy, by agent.
@@ -96,14 +159,39 @@ fn sanitize(mut r: ProxyReport) -> Result<ProxyReport, ReportError> {
 }
 
 impl ProxyRegistry {
+    /// Whether this replica holds `agent`'s proxies (else [`seed`](Self::seed) them from the
+    /// datastore first, to continue their history).
+    pub fn knows(&self, agent: &str) -> bool {
+        let agents = self.agents.lock().unwrap_or_else(|p| p.into_inner());
+        agents.contains_key(agent)
+    }
+
+    /// Loads `agent`'s proxies as another replica stored them.
+    pub fn seed(&self, agent: &str, stored: &[ProxyStatusRecord]) {
+        let decoded: Vec<(Tracked, i64)> = stored
+            .iter()
+            .filter(|r| r.agent_id == agent)
+            .filter_map(|r| Tracked::decode(&r.data))
+            .collect();
+        let mut agents = self.agents.lock().unwrap_or_else(|p| p.into_inner());
+        let set = agents.entry(agent.to_owned()).or_default();
+        set.received_at = decoded.iter().map(|d| d.1).max().unwrap_or(0);
+        set.persisted_ids = decoded
+            .iter()
+            .map(|d| d.0.report.proxy_id.clone())
+            .collect();
+        set.proxies = decoded.into_iter().map(|d| d.0).collect();
+    }
+
     /// Replaces what `agent` reported before with `reports`, keeping the counter history of
-    /// the proxies that are still there.
+    /// the proxies that are still there. Returns the records to write to the datastore when
+    /// they are due (the set changed, or [`PERSIST_EVERY`] passed).
     pub fn replace(
         &self,
         agent: &str,
         reports: Vec<ProxyReport>,
         now: i64,
-    ) -> Result<(), ReportError> {
+    ) -> Result<Option<StoredSet>, ReportError> {
         if reports.len() > MAX_PROXIES_PER_AGENT {
             return Err(ReportError::TooMany(reports.len()));
         }
@@ -128,23 +216,58 @@ impl ProxyRegistry {
             record(&mut history, Sample::of(&report, now));
             set.proxies.push(Tracked { report, history });
         }
-        Ok(())
+        let ids: Vec<String> = set
+            .proxies
+            .iter()
+            .map(|t| t.report.proxy_id.clone())
+            .collect();
+        if ids == set.persisted_ids && now - set.persisted_at < PERSIST_EVERY {
+            return Ok(None);
+        }
+        set.persisted_at = now;
+        set.persisted_ids = ids;
+        Ok(Some(
+            set.proxies
+                .iter()
+                .map(|t| (t.report.proxy_id.clone(), t.encode(now)))
+                .collect(),
+        ))
     }
 
-    /// Every proxy held, with its counters over the last `window` seconds (0: its whole life).
-    pub fn list(&self, window: i64, now: i64) -> Vec<ProxyRecord> {
-        let agents = self.agents.lock().unwrap_or_else(|p| p.into_inner());
+    /// Every proxy, with its counters over the last `window` seconds (0: its whole life):
+    /// those `stored` by any replica, with this replica's own agents as it holds them now
+    /// (fresher than what it last wrote).
+    pub fn list(&self, window: i64, now: i64, stored: &[ProxyStatusRecord]) -> Vec<ProxyRecord> {
+        let mut by_agent: BTreeMap<String, (i64, Vec<Tracked>)> = BTreeMap::new();
+        for r in stored {
+            if let Some((t, received_at)) = Tracked::decode(&r.data) {
+                let e = by_agent.entry(r.agent_id.clone()).or_default();
+                e.0 = e.0.max(received_at);
+                e.1.push(t);
+            }
+        }
+        {
+            let agents = self.agents.lock().unwrap_or_else(|p| p.into_inner());
+            for (agent, set) in agents.iter() {
+                let newer = by_agent
+                    .get(agent)
+                    .is_none_or(|(at, _)| set.received_at >= *at);
+                if newer {
+                    by_agent.insert(agent.clone(), (set.received_at, set.proxies.clone()));
+                }
+            }
+        }
         let mut out = Vec::new();
-        for (agent, set) in agents.iter() {
-            if now - set.received_at >= FORGET_AFTER {
+        for (agent, (received_at, proxies)) in &by_agent {
+            if now - received_at >= FORGET_AFTER {
                 continue;
             }
-            for t in &set.proxies {
+            for t in proxies {
                 let (window_ports, covered) = windowed(&t.report, &t.history, window, now);
                 out.push(ProxyRecord {
                     agent_id: agent.clone(),
                     report: Some(t.report.clone()),
-                    received_at: set.received_at,
+                    received_at: *received_at,
                     window: window_ports,
                     window_covered_seconds: covered,
                 });
@@ -297,15 +420,15 @@ mod tests {
             reg.replace("a", vec![report("p", 0, mtls, plain, seen)], t)
                 .unwrap();
         }
-        let all = reg.list(0, 1600);
+        let all = reg.list(0, 1600, &[]);
         assert_eq!(all[0].window[0].plaintext, 9);
         assert_eq!(all[0].window_covered_seconds, 1600);
-        let recent = reg.list(600, 1600);
+        let recent = reg.list(600, 1600, &[]);
         let p = &recent[0].window[0];
         assert_eq!((p.mtls, p.plaintext), (40, 0));
         assert!(p.plaintext_sources.is_empty(), "{p:?}");
         assert_eq!(recent[0].window_covered_seconds, 600);
-        let hour = reg.list(3600, 1600);
+        let hour = reg.list(3600, 1600, &[]);
         assert_eq!(hour[0].window[0].plaintext, 9, "started inside the window");
     }
 
@@ -336,7 +459,7 @@ mod tests {
             .unwrap();
         reg.replace("a", vec![report("p", 0, 12, 3, 4000)], 5100)
             .unwrap();
-        let r = reg.list(3600, 5100);
+        let r = reg.list(3600, 5100, &[]);
         assert_eq!(r[0].window_covered_seconds, 100);
         assert_eq!((r[0].window[0].mtls, r[0].window[0].plaintext), (2, 0));
     }
@@ -355,13 +478,65 @@ mod tests {
         reg.replace("a", vec![report("p2", 0, 0, 0, 0)], 20)
             .unwrap();
         let ids: Vec<_> = reg
-            .list(0, 20)
+            .list(0, 20, &[])
             .into_iter()
             .map(|r| r.report.unwrap().proxy_id)
             .collect();
         assert_eq!(ids.len(), 2);
         assert!(ids.contains(&"p2".to_string()) && ids.contains(&"p3".to_string()));
-        assert!(reg.list(0, 20 + FORGET_AFTER).is_empty());
+        assert!(reg.list(0, 20 + FORGET_AFTER, &[]).is_empty());
+    }
+
+    #[test]
+    fn any_replica_answers_from_the_datastore_and_continues_the_history() {
+        // Replica A receives the agent's reports and writes them when due.
+        let a = ProxyRegistry::default();
+        let first = a
+            .replace("agent", vec![report("p", 0, 1, 2, 5)], 10)
+            .unwrap()
+            .expect("a new set is written at once");
+        assert!(
+            a.replace("agent", vec![report("p", 0, 2, 2, 5)], 12)
+                .unwrap()
+                .is_none(),
+            "unchanged set, too soon"
+        );
+        let later = a
+            .replace("agent", vec![report("p", 0, 3, 2, 5)], 10 + PERSIST_EVERY)
+            .unwrap()
+            .expect("due again");
+        let stored: Vec<ProxyStatusRecord> = later
+            .into_iter()
+            .map(|(proxy_id, data)| ProxyStatusRecord {
+                agent_id: "agent".into(),
+                proxy_id,
+                data,
+                updated_at: 10 + PERSIST_EVERY,
+            })
+            .collect();
+        assert_eq!(first.len(), 1);
+        // Replica B, which never heard from the agent, lists it from the datastore.
+        let b = ProxyRegistry::default();
+        let listed = b.list(0, 30, &stored);
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].agent_id, "agent");
+        assert_eq!(listed[0].window[0].mtls, 3);
+        assert_eq!(listed[0].received_at, 10 + PERSIST_EVERY);
+        // The agent moves to B: B continues the history it loaded.
+        assert!(!b.knows("agent"));
+        b.seed("agent", &stored);
+        b.replace("agent", vec![report("p", 0, 9, 2, 5)], 200)
+            .unwrap();
+        let r = b.list(150, 200, &[]);
+        assert_eq!(r[0].window[0].mtls, 9 - 1, "baseline: the sample A took at 10");
+        // Garbage in the datastore is skipped, not fatal.
+        let junk = ProxyStatusRecord {
+            agent_id: "x".into(),
+            proxy_id: "y".into(),
+            data: vec![0xff; 3],
+            updated_at: 30,
+        };
+        assert_eq!(ProxyRegistry::default().list(0, 30, &[junk]).len(), 0);
     }
 
     #[test]
@@ -378,7 +553,7 @@ mod tests {
         r.inbound[0].plaintext_sources = vec![TrafficSource::default(); 500];
         reg.replace("a", vec![r], 1).unwrap();
         assert_eq!(
-            reg.list(0, 1)[0].window[0].plaintext_sources.len(),
+            reg.list(0, 1, &[])[0].window[0].plaintext_sources.len(),
             MAX_SOURCES
         );
     }

@@ -10,6 +10,7 @@ mod agents;
 mod config;
 mod entries;
 mod misc;
+mod status;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +24,7 @@ use sigil_datastore::{
     Selector, open,
 };
 use sigil_spiffe::{SpiffeId, TrustDomain};
+pub use status::*;
 
 /// Defines one `#[tokio::test]` per conformance case, each calling `$runner(case)`.
 macro_rules! conformance_tests {
@@ -58,6 +60,7 @@ macro_rules! conformance_tests {
             config_concurrent_puts,
             config_persists_across_reopen,
             config_upgrade_from_0001,
+            proxy_status,
         );
     };
     (@cases $runner:ident; $($case:ident),* $(,)?) => {

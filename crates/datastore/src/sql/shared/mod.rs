@@ -10,6 +10,7 @@ mod bundles;
 mod config;
 mod entries;
 mod issued;
+mod status;
 mod tokens;
 
 use std::time::Duration;
