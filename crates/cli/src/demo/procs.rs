@@ -81,23 +81,24 @@ impl Procs {
         };
         let out_path = dir.join(format!("cmd-{n}.out"));
         let err_path = dir.join(format!("cmd-{n}.err"));
-        let mut g = self.lock();
-        if g.closed {
-            return Err(anyhow!("shutting down: not running {name}"));
+        {
+            let mut g = self.lock();
+            if g.closed {
+                return Err(anyhow!("shutting down: not running {name}"));
+            }
+            let child = cmd
+                .stdin(Stdio::null())
+                .stdout(std::fs::File::create(&out_path)?)
+                .stderr(std::fs::File::create(&err_path)?)
+                .spawn()
+                .with_context(|| format!("cannot run {name}"))?;
+            g.kids.push(Kid {
+                key: n,
+                name: name.to_owned(),
+                child,
+                log: err_path.clone(),
+            });
         }
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&out_path)?)
-            .stderr(std::fs::File::create(&err_path)?)
-            .spawn()
-            .with_context(|| format!("cannot run {name}"))?;
-        g.kids.push(Kid {
-            key: n,
-            name: name.to_owned(),
-            child,
-            log: err_path.clone(),
-        });
-        drop(g);
         let deadline = tokio::time::Instant::now() + timeout;
         let status = loop {
             if let Some(s) = self.try_wait(n)? {
