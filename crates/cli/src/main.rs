@@ -82,8 +82,8 @@ enum Cmd {
     /// Certificates: inspect, verify against a bundle, mint an X.509-SVID.
     #[command(subcommand)]
     X509(x509_cmd::X509Cmd),
-    /// Runs the seed document's payments scenario end to end (server, agent, three apps and
-    /// proxies as real processes) and prints a table of checks; exit 0 when all pass.
+    /// Runs the payments example (examples/payments) end to end: server, agent, three apps and
+    /// their proxies as real processes, then a table of checks; exit 0 when all pass.
     Demo(demo::DemoArgs),
 }
 

@@ -213,7 +213,7 @@ async fn demo(
 ) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("cannot find the sigil binary")?;
     println!(
-        "sigil demo: the payments scenario of the seed document, in {}",
+        "sigil demo: the payments scenario (examples/payments), in {}",
         dir.display()
     );
     let mesh = setup::Mesh::start(&exe, dir, procs).await?;
