@@ -132,8 +132,9 @@ pub async fn run(a: DemoArgs) -> Result<(), (u8, anyhow::Error)> {
     let dir = tempdir().map_err(|e| (1, e))?;
     let procs = Arc::new(procs::Procs::default());
     let mut table = Table::default();
+    let mut wrote_endpoints = false;
     let outcome = tokio::select! {
-        r = demo(&a, &dir, &procs, &mut table) => Some(r),
+        r = demo(&a, &dir, &procs, &mut table, &mut wrote_endpoints) => Some(r),
         _ = crate::shutdown_signal() => None,
     };
     let failed_logs = match &outcome {
@@ -143,7 +144,7 @@ pub async fn run(a: DemoArgs) -> Result<(), (u8, anyhow::Error)> {
     };
     procs.shutdown();
     let removed = std::fs::remove_dir_all(&dir);
-    if let Some(p) = &a.endpoints_file {
+    if let Some(p) = a.endpoints_file.as_ref().filter(|_| wrote_endpoints) {
         let _ = std::fs::remove_file(p);
     }
     match outcome {
@@ -210,6 +211,7 @@ async fn demo(
     dir: &std::path::Path,
     procs: &Arc<procs::Procs>,
     table: &mut Table,
+    wrote_endpoints: &mut bool,
 ) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("cannot find the sigil binary")?;
     println!(
@@ -218,6 +220,7 @@ async fn demo(
     );
     let mesh = setup::Mesh::start(&exe, dir, procs).await?;
     if let Some(p) = &a.endpoints_file {
+        *wrote_endpoints = true;
         mesh.write_endpoints(p)?;
         println!("endpoints: {}", p.display());
     }

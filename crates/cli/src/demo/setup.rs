@@ -291,7 +291,7 @@ impl Mesh {
 
     /// checkout-service's ID from the mesh CA (`sigil x509 mint`), and from a foreign CA.
     async fn client_certs(&self) -> anyhow::Result<()> {
-        use std::os::unix::fs::PermissionsExt as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
         let out = self.dir.join("client");
         self.admin_ok(&[
             "x509",
@@ -314,12 +314,13 @@ impl Mesh {
         std::fs::create_dir_all(&fdir)?;
         std::fs::write(&self.foreign_client.0, leaf.cert_pem())?;
         std::fs::write(fdir.join("ca.pem"), foreign.root_pem())?;
-        std::fs::write(&self.foreign_client.1, leaf.key_pem())?;
-        std::fs::set_permissions(
-            &self.foreign_client.1,
-            std::fs::Permissions::from_mode(0o600),
-        )
-        .context("chmod 0600 the foreign key")?;
+        let mut key = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&self.foreign_client.1)
+            .context("the foreign client key")?;
+        std::io::Write::write_all(&mut key, leaf.key_pem().as_bytes())?;
         Ok(())
     }
 
