@@ -528,7 +528,11 @@ mod tests {
         b.replace("agent", vec![report("p", 0, 9, 2, 5)], 200)
             .unwrap();
         let r = b.list(150, 200, &[]);
-        assert_eq!(r[0].window[0].mtls, 9 - 1, "baseline: the sample A took at 10");
+        assert_eq!(
+            r[0].window[0].mtls,
+            9 - 1,
+            "baseline: the sample A took at 10"
+        );
         // Garbage in the datastore is skipped, not fatal.
         let junk = ProxyStatusRecord {
             agent_id: "x".into(),
