@@ -14,6 +14,10 @@ pub const MESH: &[(&str, &str)] = &[
         include_str!("../../../../examples/payments/mesh/base/destination-rule.yaml"),
     ),
     (
+        "base/placement.yaml",
+        include_str!("../../../../examples/payments/mesh/base/placement.yaml"),
+    ),
+    (
         "base/certificate.yaml",
         include_str!("../../../../examples/payments/mesh/base/certificate.yaml"),
     ),
@@ -168,12 +172,6 @@ pub fn proxy_configs(p: &Ports, socket: &Path) -> anyhow::Result<[String; 3]> {
         let mut c = subst(text.to_owned(), api, &sock, f)?;
         c = subst(c, listen, &format!("listen: 127.0.0.1:{out}"), f)?;
         c = subst(c, "port: 8080", &format!("port: {}", p.billing), f)?;
-        c = subst(
-            c,
-            "address: 127.0.0.1:8080",
-            &format!("address: 127.0.0.1:{}", p.billing),
-            f,
-        )?;
         c = subst(c, a, &format!("127.0.0.1:{}", p.admin[i].0), f)?;
         subst(c, s, &format!("127.0.0.1:{}", p.admin[i].1), f)
     };

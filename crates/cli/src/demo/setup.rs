@@ -161,11 +161,15 @@ impl Mesh {
                     "not root: workloads told apart by their own copy of the binary: unix:path",
             }
         );
-        m.apply(&["base/destination-rule.yaml", "base/certificate.yaml"])
-            .await?;
+        m.apply(&[
+            "base/placement.yaml",
+            "base/destination-rule.yaml",
+            "base/certificate.yaml",
+        ])
+        .await?;
         m.apply(&["base/cluster-issuer.yaml", "permissive"]).await?;
         println!(
-            "  applied PeerAuthentication PERMISSIVE and DestinationRule ISTIO_MUTUAL \
+            "  applied the placement (ServiceEntry/WorkloadEntry), PeerAuthentication PERMISSIVE and DestinationRule ISTIO_MUTUAL \
              (the AuthorizationPolicy comes after STRICT, as in the document)"
         );
         m.start_workloads().await?;
