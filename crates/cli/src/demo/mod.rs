@@ -130,12 +130,16 @@ pub async fn run(a: DemoArgs) -> Result<(), (u8, anyhow::Error)> {
     }
     let started = std::time::Instant::now();
     let dir = tempdir().map_err(|e| (1, e))?;
+    let _dir_guard = DirGuard(dir.clone());
     let procs = Arc::new(procs::Procs::default());
     let mut table = Table::default();
     let mut wrote_endpoints = false;
+    // The signal branch is polled first, so its handlers are installed before the demo
+    // starts anything.
     let outcome = tokio::select! {
-        r = demo(&a, &dir, &procs, &mut table, &mut wrote_endpoints) => Some(r),
+        biased;
         _ = crate::shutdown_signal() => None,
+        r = demo(&a, &dir, &procs, &mut table, &mut wrote_endpoints) => Some(r),
     };
     let failed_logs = match &outcome {
         Some(Ok(())) if table.all_pass() => None,
@@ -195,15 +199,28 @@ pub async fn run(a: DemoArgs) -> Result<(), (u8, anyhow::Error)> {
 /// A fresh directory, world-traversable (0755) so workloads under other uids reach the
 /// agent's socket and their configs; nothing secret is readable by them (keys are 0600).
 fn tempdir() -> anyhow::Result<PathBuf> {
-    use std::os::unix::fs::PermissionsExt as _;
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
     let d = std::env::temp_dir().join(format!(
         "sigil-demo-{}-{}",
         std::process::id(),
         crate::now_unix()
     ));
-    std::fs::create_dir_all(&d).with_context(|| format!("cannot create {}", d.display()))?;
+    // A new directory only: an existing one (or a symlink planted there) is refused.
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&d)
+        .with_context(|| format!("cannot create {}", d.display()))?;
     std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755))?;
     Ok(d.canonicalize()?)
+}
+
+/// Removes the demo's directory however `run` ends (a panic included).
+struct DirGuard(PathBuf);
+
+impl Drop for DirGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 async fn demo(

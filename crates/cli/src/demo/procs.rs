@@ -300,3 +300,10 @@ pub fn identities(
         Ok((Attestation::Path, v))
     }
 }
+
+/// A panic (or any early return) that drops the last handle still kills and reaps every child.
+impl Drop for Procs {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
