@@ -341,6 +341,10 @@ fn delete_by_file_and_by_name() {
         [
             "authorizationpolicy.security.istio.io/billing-service-health",
             "authorizationpolicy.security.istio.io/billing-service-policy",
+            "serviceentry.networking.istio.io/billing-service",
+            "workloadentry.networking.istio.io/billing-service",
+            "workloadentry.networking.istio.io/checkout-service",
+            "workloadentry.networking.istio.io/frontend",
             "certificate.cert-manager.io/billing-service-cert",
         ]
     );
