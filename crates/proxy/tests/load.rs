@@ -18,7 +18,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mesh_support::{Mesh, apply, client_proxy, eventually, example, free_port, server_proxy};
+use mesh_support::{
+    Mesh, apply, client_proxy, eventually, example, free_port, server_proxy, start_app,
+};
 
 /// How long traffic runs while SVIDs rotate.
 const DURATION: Duration = Duration::from_secs(60);
@@ -83,57 +85,6 @@ fn connect(addr: SocketAddr) -> std::io::Result<TcpStream> {
 }
 
 const REQ: &str = "POST /api/v1/charge HTTP/1.1\r\nhost: billing-service.payments.svc.cluster.local\r\ncontent-length: 0\r\n";
-
-/// A tiny HTTP/1.1 app: 200 with the X-Forwarded-Client-Cert header it received as body.
-fn start_app() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for conn in l.incoming() {
-            let Ok(mut c) = conn else { continue };
-            std::thread::spawn(move || {
-                let _ = c.set_read_timeout(Some(Duration::from_secs(120)));
-                let mut buf = Vec::new();
-                let mut tmp = [0u8; 4096];
-                loop {
-                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match c.read(&mut tmp) {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&tmp[..n]),
-                        }
-                    }
-                    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-                    let head = String::from_utf8_lossy(&buf[..end]).to_string();
-                    let header = |name: &str| {
-                        head.lines().find_map(|l| {
-                            let (k, v) = l.split_once(':')?;
-                            k.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
-                        })
-                    };
-                    let len: usize = header("content-length")
-                        .and_then(|v| v.parse().ok())
-                        .unwrap_or(0);
-                    while buf.len() < end + len {
-                        match c.read(&mut tmp) {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&tmp[..n]),
-                        }
-                    }
-                    buf.drain(..end + len);
-                    let xfcc = header("x-forwarded-client-cert").unwrap_or_else(|| "-".into());
-                    let resp = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\ncontent-type: text/plain\r\n\r\n{xfcc}",
-                        xfcc.len()
-                    );
-                    if c.write_all(resp.as_bytes()).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
 
 /// The serial in an admin endpoint's `/certs`.
 fn admin_serial(admin: SocketAddr) -> Option<String> {

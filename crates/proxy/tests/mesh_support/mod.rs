@@ -201,7 +201,8 @@ pub fn start_app() -> SocketAddr {
         for conn in l.incoming() {
             let Ok(mut c) = conn else { continue };
             std::thread::spawn(move || {
-                let _ = c.set_read_timeout(Some(Duration::from_secs(30)));
+                // Long enough for pooled keep-alive connections of the 60 s load test.
+                let _ = c.set_read_timeout(Some(Duration::from_secs(120)));
                 let mut buf = Vec::new();
                 let mut tmp = [0u8; 4096];
                 loop {
