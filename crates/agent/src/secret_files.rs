@@ -8,7 +8,7 @@
 //! new pair, never a new certificate beside an old key. Private material (every key whose name
 //! does not end in `.crt`) is 0600; certificates 0644.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -52,8 +52,73 @@ pub fn parse_ref(s: &str) -> Result<(String, String), String> {
     }
 }
 
+/// Certificates are world-readable; every other value (keys, combined PEM, tokens) is 0600.
 fn private(key: &str) -> bool {
-    !key.ends_with(".crt")
+    !matches!(key, "tls.crt" | "ca.crt")
+}
+
+/// Refuses a path component that is a symlink (a planted link would redirect the writes).
+fn refuse_symlink(p: &Path) -> std::io::Result<()> {
+    match fs::symlink_metadata(p) {
+        Ok(m) if m.file_type().is_symlink() => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!(
+                "{} is a symlink; remove it, the agent writes only real directories",
+                p.display()
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Checks the top directory: it must exist (created 0755 if missing), be a real directory owned
+/// by the agent's user, and not be writable by group or others.
+pub fn check_root(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    if fs::symlink_metadata(dir).is_err() {
+        fs::create_dir_all(dir)?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o755))?;
+    }
+    let m = fs::symlink_metadata(dir)?;
+    let bad = |why: String| std::io::Error::new(std::io::ErrorKind::PermissionDenied, why);
+    if !m.is_dir() {
+        return Err(bad(format!(
+            "--secret-dir {} is not a directory",
+            dir.display()
+        )));
+    }
+    let uid = fs::metadata("/proc/self")?.uid();
+    if m.uid() != uid {
+        return Err(bad(format!(
+            "--secret-dir {} belongs to uid {}, not to the agent (uid {uid}); chown it to the agent's user",
+            dir.display(),
+            m.uid()
+        )));
+    }
+    if m.mode() & 0o022 != 0 {
+        return Err(bad(format!(
+            "--secret-dir {} is writable by group or others (mode {:o}); chmod go-w it",
+            dir.display(),
+            m.mode() & 0o777
+        )));
+    }
+    Ok(())
+}
+
+/// Removes a Secret's files (it was deleted, or is no longer meant for this agent). Returns
+/// whether anything was there.
+pub fn remove_secret_dir(dir: &Path) -> std::io::Result<bool> {
+    match fs::symlink_metadata(dir) {
+        Ok(m) if m.is_dir() => {
+            fs::remove_dir_all(dir)?;
+            Ok(true)
+        }
+        Ok(_) => {
+            fs::remove_file(dir)?;
+            Ok(true)
+        }
+        Err(_) => Ok(false),
+    }
 }
 
 /// The current value of `key` in a Secret directory, if any.
@@ -71,9 +136,10 @@ pub fn up_to_date(dir: &Path, data: &BTreeMap<String, Vec<u8>>) -> bool {
         .filter_map(|e| e.file_name().into_string().ok())
         .count();
     present == data.len()
-        && data
-            .iter()
-            .all(|(k, v)| current(dir, k).as_deref() == Some(v.as_slice()))
+        && data.iter().all(|(k, v)| {
+            current(dir, k).as_deref() == Some(v.as_slice())
+                && fs::read_link(dir.join(k)).is_ok_and(|t| t == Path::new(DATA_LINK).join(k))
+        })
 }
 
 fn write_file(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
@@ -89,9 +155,6 @@ fn write_file(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
 /// Writes one Secret's values into `dir` (created 0755) as an atomic set. Returns whether
 /// anything changed.
 pub fn write_secret_dir(dir: &Path, data: &BTreeMap<String, Vec<u8>>) -> std::io::Result<bool> {
-    if up_to_date(dir, data) {
-        return Ok(false);
-    }
     for k in data.keys() {
         if !sigil_policy::is_secret_key(k) || k.starts_with("..") {
             return Err(std::io::Error::new(
@@ -99,6 +162,13 @@ pub fn write_secret_dir(dir: &Path, data: &BTreeMap<String, Vec<u8>>) -> std::io
                 format!("the Secret holds a key {k:?} that cannot be a file name"),
             ));
         }
+    }
+    if let Some(parent) = dir.parent() {
+        refuse_symlink(parent)?;
+    }
+    refuse_symlink(dir)?;
+    if up_to_date(dir, data) {
+        return Ok(false);
     }
     fs::create_dir_all(dir)?;
     fs::set_permissions(dir, fs::Permissions::from_mode(0o755))?;
@@ -125,9 +195,13 @@ pub fn write_secret_dir(dir: &Path, data: &BTreeMap<String, Vec<u8>>) -> std::io
     // Top-level links for the keys; stale ones (keys gone from the Secret) and old versions go.
     for k in data.keys() {
         let link = dir.join(k);
-        if fs::read_link(&link).is_err() {
-            let _ = fs::remove_file(&link);
-            std::os::unix::fs::symlink(Path::new(DATA_LINK).join(k), &link)?;
+        let target = Path::new(DATA_LINK).join(k);
+        if fs::read_link(&link).ok().as_deref() != Some(target.as_path()) {
+            // Replaced in one rename, whatever was there (a stale or planted link, a file).
+            let tmp = dir.join(format!("..link_tmp_{k}"));
+            let _ = fs::remove_file(&tmp);
+            std::os::unix::fs::symlink(&target, &tmp)?;
+            fs::rename(&tmp, &link)?;
         }
     }
     for e in fs::read_dir(dir)?.filter_map(|e| e.ok()) {
@@ -157,8 +231,8 @@ fn getrandom_fill(b: &mut [u8]) -> std::io::Result<()> {
     fs::File::open("/dev/urandom")?.read_exact(b)
 }
 
-/// Runs the reload command; its outcome is logged, never fatal.
-pub async fn run_reload(cmd: &str, changed: &[String]) {
+/// Runs the reload command; its outcome is logged, never fatal. Returns whether it succeeded.
+pub async fn run_reload(cmd: &str, changed: &[String]) -> bool {
     let child = tokio::process::Command::new("/bin/sh")
         .arg("-c")
         .arg(cmd)
@@ -172,12 +246,13 @@ pub async fn run_reload(cmd: &str, changed: &[String]) {
         Ok(c) => c,
         Err(e) => {
             warn!(command = %cmd, error = %e, "cannot start the Secret reload command");
-            return;
+            return false;
         }
     };
     match tokio::time::timeout(RELOAD_TIMEOUT, child.wait_with_output()).await {
         Ok(Ok(out)) if out.status.success() => {
             info!(command = %cmd, secrets = ?changed, "Secret files changed; reload command succeeded");
+            return true;
         }
         Ok(Ok(out)) => {
             let stderr = String::from_utf8_lossy(&out.stderr);
@@ -198,11 +273,12 @@ pub async fn run_reload(cmd: &str, changed: &[String]) {
             warn!(command = %cmd, timeout_s = RELOAD_TIMEOUT.as_secs(), "Secret reload command timed out and was killed")
         }
     }
+    false
 }
 
-/// Applies one snapshot: writes every delivered Secret, logs every one that is not, and runs
-/// the reload command once when anything changed. Returns the Secrets that changed.
-pub async fn apply(cfg: &SecretFilesConfig, snapshot: pb::SecretsSnapshot) -> Vec<String> {
+/// Applies one snapshot: writes every delivered Secret, removes every withdrawn one, and logs
+/// every one it cannot write. Returns the Secrets whose files changed.
+pub fn apply(cfg: &SecretFilesConfig, snapshot: pb::SecretsSnapshot) -> Vec<String> {
     let mut changed = Vec::new();
     for s in snapshot.secrets {
         let Some(r) = s.r#ref else { continue };
@@ -215,11 +291,24 @@ pub async fn apply(cfg: &SecretFilesConfig, snapshot: pb::SecretsSnapshot) -> Ve
             warn!(secret = %name, "the server sent a Secret this agent did not ask for; ignored");
             continue;
         }
-        if !s.problem.is_empty() {
-            warn!(secret = %name, problem = %s.problem, "Secret not written: the server did not deliver it; the files in place stay");
+        let dir = cfg.dir.join(&r.namespace).join(&r.name);
+        if s.withdrawn {
+            match remove_secret_dir(&dir) {
+                Ok(true) => {
+                    warn!(secret = %name, dir = %dir.display(), problem = %s.problem, "Secret withdrawn by the server; its files were removed");
+                    changed.push(name);
+                }
+                Ok(false) => warn!(secret = %name, problem = %s.problem, "Secret not written"),
+                Err(e) => {
+                    warn!(secret = %name, dir = %dir.display(), error = %e, "Secret withdrawn by the server, but its files cannot be removed")
+                }
+            }
             continue;
         }
-        let dir = cfg.dir.join(&r.namespace).join(&r.name);
+        if !s.problem.is_empty() {
+            warn!(secret = %name, problem = %s.problem, "Secret not written: the server could not deliver it; the files in place stay");
+            continue;
+        }
         let data: BTreeMap<String, Vec<u8>> = s.data.into_iter().collect();
         match write_secret_dir(&dir, &data) {
             Ok(true) => {
@@ -232,21 +321,23 @@ pub async fn apply(cfg: &SecretFilesConfig, snapshot: pb::SecretsSnapshot) -> Ve
             }
         }
     }
-    if !changed.is_empty()
-        && let Some(cmd) = &cfg.reload_command
-    {
-        run_reload(cmd, &changed).await;
-    }
     changed
 }
 
-/// Follows the server's Secret stream until `shutdown`, reconnecting with backoff.
+/// Largest snapshot accepted: every Secret at Kubernetes' 1 MiB limit, and room to spare.
+const MAX_SNAPSHOT_BYTES: usize = 80 << 20;
+/// Retries of a failed reload command: from 1 s doubling up to a minute.
+const RELOAD_RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// Follows the server's Secret stream until `shutdown`, reconnecting with backoff. The reload
+/// command runs after changes; a failed run is retried until it succeeds.
 pub async fn run(
     cfg: SecretFilesConfig,
     manager: Arc<Manager>,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    fs::create_dir_all(&cfg.dir)?;
+    check_root(&cfg.dir)
+        .map_err(|e| anyhow::anyhow!("cannot write Secrets under {}: {e}", cfg.dir.display()))?;
     let request = pb::StreamSecretsRequest {
         secrets: cfg
             .secrets
@@ -257,38 +348,87 @@ pub async fn run(
             })
             .collect(),
     };
-    let mut delay = RETRY_MIN;
-    let mut failing = false;
-    loop {
-        let attempt = async {
-            let mut client = manager.node_client().await?;
-            let mut stream = client.stream_secrets(request.clone()).await?.into_inner();
-            if failing {
-                info!("Secret stream to the server restored");
+    // Secrets changed since the last successful reload.
+    let (pending, mut pending_rx) = watch::channel(BTreeSet::<String>::new());
+    let pending_tx = &pending;
+    let reloader = {
+        let cmd = cfg.reload_command.clone();
+        let mut shutdown = shutdown.clone();
+        async move {
+            let Some(cmd) = cmd else {
+                return;
+            };
+            let mut retry = Duration::from_secs(1);
+            loop {
+                let changed: Vec<String> = pending_rx.borrow_and_update().iter().cloned().collect();
+                if !changed.is_empty() {
+                    if run_reload(&cmd, &changed).await {
+                        // Only what was reloaded is cleared; newer changes stay pending.
+                        pending_tx.send_if_modified(|p| {
+                            changed.iter().for_each(|c| {
+                                p.remove(c);
+                            });
+                            !p.is_empty()
+                        });
+                        retry = Duration::from_secs(1);
+                    } else {
+                        tokio::select! {
+                            _ = tokio::time::sleep(retry) => {}
+                            _ = shutdown.wait_for(|s| *s) => return,
+                        }
+                        retry = (retry * 2).min(RELOAD_RETRY_MAX);
+                        continue;
+                    }
+                }
+                tokio::select! {
+                    r = pending_rx.changed() => if r.is_err() { return },
+                    _ = shutdown.wait_for(|s| *s) => return,
+                }
             }
-            failing = false;
-            delay = RETRY_MIN;
-            while let Some(s) = stream.message().await? {
-                apply(&cfg, s).await;
-            }
-            anyhow::Ok(())
-        };
-        let result = tokio::select! {
-            r = attempt => r,
-            _ = shutdown.wait_for(|s| *s) => return Ok(()),
-        };
-        if let Err(e) = result {
-            if !failing {
-                warn!(error = %format!("{e:#}"), "Secret stream to the server lost; the files in place stay");
-            }
-            failing = true;
         }
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = shutdown.wait_for(|s| *s) => return Ok(()),
+    };
+    let follow = async {
+        let mut delay = RETRY_MIN;
+        let mut failing = false;
+        loop {
+            let attempt = async {
+                let mut client = manager
+                    .node_client()
+                    .await?
+                    .max_decoding_message_size(MAX_SNAPSHOT_BYTES);
+                let mut stream = client.stream_secrets(request.clone()).await?.into_inner();
+                if failing {
+                    info!("Secret stream to the server restored");
+                }
+                failing = false;
+                delay = RETRY_MIN;
+                while let Some(s) = stream.message().await? {
+                    let changed = apply(&cfg, s);
+                    if !changed.is_empty() {
+                        pending_tx.send_modify(|p| p.extend(changed));
+                    }
+                }
+                anyhow::Ok(())
+            };
+            let result = tokio::select! {
+                r = attempt => r,
+                _ = shutdown.wait_for(|s| *s) => return,
+            };
+            if let Err(e) = result {
+                if !failing {
+                    warn!(error = %format!("{e:#}"), "Secret stream to the server lost; the files in place stay");
+                }
+                failing = true;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = shutdown.wait_for(|s| *s) => return,
+            }
+            delay = (delay * 2).min(RETRY_MAX);
         }
-        delay = (delay * 2).min(RETRY_MAX);
-    }
+    };
+    tokio::join!(follow, reloader);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -346,6 +486,60 @@ mod tests {
         }
         assert_eq!(fs::read(dir.join("tls.crt")).unwrap(), b"C1");
         assert!(!tmp.path().join("ns/escape").exists());
+    }
+
+    #[test]
+    fn planted_links_are_replaced_and_symlinked_dirs_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("ns/s");
+        let v = data(&[("tls.crt", "C"), ("tls.key", "K")]);
+        write_secret_dir(&dir, &v).unwrap();
+        // Someone points tls.key elsewhere: the next write puts the right link back.
+        let elsewhere = tmp.path().join("evil.key");
+        std::fs::write(&elsewhere, "EVIL").unwrap();
+        std::fs::remove_file(dir.join("tls.key")).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, dir.join("tls.key")).unwrap();
+        assert!(!up_to_date(&dir, &v));
+        assert!(write_secret_dir(&dir, &v).unwrap());
+        assert_eq!(std::fs::read(dir.join("tls.key")).unwrap(), b"K");
+        // A symlinked Secret directory is refused, its target untouched.
+        let target = tmp.path().join("target");
+        std::fs::create_dir(&target).unwrap();
+        std::os::unix::fs::symlink(&target, tmp.path().join("ns/linked")).unwrap();
+        assert!(write_secret_dir(&tmp.path().join("ns/linked"), &v).is_err());
+        assert_eq!(std::fs::read_dir(&target).unwrap().count(), 0);
+        // Withdrawn: removed.
+        assert!(remove_secret_dir(&dir).unwrap());
+        assert!(!dir.exists());
+        assert!(!remove_secret_dir(&dir).unwrap());
+    }
+
+    #[test]
+    fn the_root_must_not_be_writable_by_others() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("secrets");
+        check_root(&root).unwrap();
+        assert_eq!(mode(&root), 0o755);
+        std::fs::set_permissions(&root, fs::Permissions::from_mode(0o777)).unwrap();
+        let e = check_root(&root).unwrap_err();
+        assert!(e.to_string().contains("chmod go-w"), "{e}");
+    }
+
+    #[test]
+    fn only_certificates_are_world_readable() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("ns/s");
+        let v = data(&[
+            ("tls.crt", "C"),
+            ("ca.crt", "R"),
+            ("other.crt", "X"),
+            ("tls-combined.pem", "CK"),
+        ]);
+        write_secret_dir(&dir, &v).unwrap();
+        assert_eq!(mode(&dir.join("tls.crt")), 0o644);
+        assert_eq!(mode(&dir.join("ca.crt")), 0o644);
+        assert_eq!(mode(&dir.join("other.crt")), 0o600);
+        assert_eq!(mode(&dir.join("tls-combined.pem")), 0o600);
     }
 
     #[test]

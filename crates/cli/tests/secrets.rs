@@ -325,6 +325,33 @@ fn create_secret_tls_is_checked_sealed_at_rest_and_redacted_by_get() {
     std::fs::write(&sd, "apiVersion: v1\nkind: Secret\nmetadata:\n  name: token\n  namespace: jobs\nstringData:\n  token: changed\nimmutable: true\n").unwrap();
     let e = fails(&s, &["apply", "-f", p(&sd)]);
     assert!(e.contains("immutable") && e.contains("delete"), "{e}");
+
+    // A second server on the same datastore without the shared key file refuses to start and
+    // leaves no key of its own behind.
+    let store = s.data_dir.join("datastore.sqlite3");
+    s.stop();
+    let other = dir.path().join("replica");
+    std::fs::create_dir_all(&other).unwrap();
+    let log = other.join("server.log");
+    let mut child = common::spawn_server(&other, Some(p(&store)), &[], &log);
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the replica should refuse to start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(!status.success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("secrets.key") && text.contains("sealed with key"),
+        "{text}"
+    );
+    assert!(!other.join("secrets.key").exists());
 }
 
 struct Proc {

@@ -52,7 +52,8 @@ pub use peer_authn::{Mtls, MtlsMode, PeerAuthenticationSpec};
 pub use request_authn::{ClaimToHeader, JwtHeader, JwtRule, RequestAuthenticationSpec};
 pub use resource::{Resource, parse_documents, parse_documents_with_limits, supported_kinds};
 pub use secret::{
-    MAX_SECRET_BYTES, REDACTED_PREFIX, SECRET_TYPE_OPAQUE, SECRET_TYPE_TLS, Secret, is_secret_key,
+    DELIVER_TO_ANNOTATION, LAST_APPLIED_ANNOTATION, MAX_SECRET_BYTES, REDACTED_PREFIX,
+    SECRET_TYPE_OPAQUE, SECRET_TYPE_TLS, Secret, SecretValue, is_secret_key,
 };
 pub use validate::{Violation, is_dns1123_label, is_dns1123_subdomain, validate};
 pub use view::{

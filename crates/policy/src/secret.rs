@@ -25,6 +25,56 @@ pub const MAX_SECRET_BYTES: usize = 1 << 20;
 /// What `sigil get` prints in place of a value unless `--show-secrets` is given.
 pub const REDACTED_PREFIX: &str = "REDACTED:";
 
+/// One value of `data` or `stringData`: a YAML string. Anything else is refused without the
+/// value appearing in the error (errors are logged; values are secrets).
+#[derive(Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct SecretValue(pub String);
+
+impl<'de> Deserialize<'de> for SecretValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = SecretValue;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<SecretValue, E> {
+                Ok(SecretValue(v.to_owned()))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<SecretValue, E> {
+                Ok(SecretValue(v))
+            }
+            fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<SecretValue, E> {
+                Err(E::custom(NOT_A_STRING))
+            }
+            fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<SecretValue, E> {
+                Err(E::custom(NOT_A_STRING))
+            }
+            fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<SecretValue, E> {
+                Err(E::custom(NOT_A_STRING))
+            }
+            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<SecretValue, E> {
+                Err(E::custom(NOT_A_STRING))
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<SecretValue, E> {
+                Err(E::custom(NOT_A_STRING))
+            }
+        }
+        d.deserialize_string(V)
+    }
+}
+
+const NOT_A_STRING: &str =
+    "a Secret value must be a string: quote it (the value is not repeated here, it is secret)";
+
+/// The annotation naming the agents a Secret is written to as files (see the server's
+/// `secret_delivery`).
+pub const DELIVER_TO_ANNOTATION: &str = "sigil.io/deliver-to";
+
+/// kubectl's copy of the last applied object: on a Secret it holds every value in clear.
+pub const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
 /// A `v1` `Secret`.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -40,10 +90,10 @@ pub struct Secret {
     pub type_: Option<String>,
     /// Values, base64 (standard alphabet, padded).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub data: BTreeMap<String, String>,
+    pub data: BTreeMap<String, SecretValue>,
     /// Values as plain text; merged over `data` (a key in both takes this value), as Kubernetes does.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub string_data: BTreeMap<String, String>,
+    pub string_data: BTreeMap<String, SecretValue>,
     /// Once true, the data may not change; delete and re-create the Secret instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub immutable: Option<bool>,
@@ -80,12 +130,12 @@ impl Secret {
         let mut out = BTreeMap::new();
         for (k, v) in &self.data {
             let bytes = STANDARD
-                .decode(v.trim())
+                .decode(v.0.trim())
                 .map_err(|e| format!("data.{k}: not base64 ({e})"))?;
             out.insert(k.clone(), bytes);
         }
         for (k, v) in &self.string_data {
-            out.insert(k.clone(), v.as_bytes().to_vec());
+            out.insert(k.clone(), v.0.as_bytes().to_vec());
         }
         Ok(out)
     }
@@ -119,7 +169,7 @@ pub(crate) fn validate_secret(s: &Secret) -> Vec<Violation> {
                 format!("invalid key {k:?}: keys may hold only letters, digits, `-`, `_` and `.`"),
             ));
         }
-        if v.starts_with(REDACTED_PREFIX) {
+        if v.0.starts_with(REDACTED_PREFIX) {
             out.push(invalid(
                 format!("data.{k}"),
                 "this is the placeholder `sigil get` prints instead of a secret value; export the \
@@ -128,7 +178,7 @@ pub(crate) fn validate_secret(s: &Secret) -> Vec<Violation> {
             ));
             continue;
         }
-        match STANDARD.decode(v.trim()) {
+        match STANDARD.decode(v.0.trim()) {
             Ok(b) => total += b.len(),
             Err(e) => out.push(invalid(
                 format!("data.{k}"),
@@ -146,13 +196,33 @@ pub(crate) fn validate_secret(s: &Secret) -> Vec<Violation> {
                 format!("invalid key {k:?}: keys may hold only letters, digits, `-`, `_` and `.`"),
             ));
         }
-        total += v.len();
+        total += v.0.len();
     }
     if total > MAX_SECRET_BYTES {
         out.push(invalid(
             "data".into(),
             format!("the Secret holds {total} bytes, over the limit of {MAX_SECRET_BYTES} bytes"),
         ));
+    }
+    if let Some(list) = s.metadata.annotations.get(DELIVER_TO_ANNOTATION) {
+        for item in list.split(',').map(str::trim) {
+            let ok = item == "*"
+                || (item.starts_with("spiffe://") && item.len() > "spiffe://".len())
+                || (!item.contains("://")
+                    && item
+                        .split_once(':')
+                        .is_some_and(|(t, v)| !t.is_empty() && !v.is_empty()));
+            if !ok {
+                out.push(invalid(
+                    format!("metadata.annotations.{DELIVER_TO_ANNOTATION}"),
+                    format!(
+                        "{item:?} names no agent: write an agent SPIFFE ID \
+                         (spiffe://TD/spire/agent/...), a node selector TYPE:VALUE \
+                         (x509pop:subject:cn:lb-1), or * for every agent, comma-separated"
+                    ),
+                ));
+            }
+        }
     }
     if s.secret_type() == SECRET_TYPE_TLS {
         for required in ["tls.crt", "tls.key"] {
@@ -185,11 +255,11 @@ mod tests {
             type_: ty.map(str::to_owned),
             data: data
                 .iter()
-                .map(|(k, v)| ((*k).into(), (*v).into()))
+                .map(|(k, v)| ((*k).into(), SecretValue((*v).into())))
                 .collect(),
             string_data: string_data
                 .iter()
-                .map(|(k, v)| ((*k).into(), (*v).into()))
+                .map(|(k, v)| ((*k).into(), SecretValue((*v).into())))
                 .collect(),
             immutable: None,
         }
@@ -256,6 +326,40 @@ mod tests {
             text.iter().any(|t| t.contains("--show-secrets")),
             "{text:?}"
         );
+    }
+
+    #[test]
+    fn non_string_values_are_refused_without_echoing_them() {
+        let text =
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\nstringData:\n  pin: 987654321\n";
+        let e = crate::parse_documents("s.yaml", text).unwrap_err();
+        let msg = e[0].to_string();
+        assert!(
+            msg.contains("must be a string") && !msg.contains("987654321"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn deliver_to_entries_must_name_agents() {
+        let mut s = secret(&[], &[("a", "b")], None);
+        for ok in [
+            "*",
+            "spiffe://td/spire/agent/x",
+            "x509pop:subject:cn:lb-1",
+            "join_token:abc, *",
+        ] {
+            s.metadata
+                .annotations
+                .insert(DELIVER_TO_ANNOTATION.into(), ok.into());
+            assert!(validate_secret(&s).is_empty(), "{ok}");
+        }
+        for bad in ["lb-1", "spiffe://", "", "a,,b", "https://x"] {
+            s.metadata
+                .annotations
+                .insert(DELIVER_TO_ANNOTATION.into(), bad.into());
+            assert!(!validate_secret(&s).is_empty(), "{bad}");
+        }
     }
 
     #[test]

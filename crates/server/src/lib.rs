@@ -108,6 +108,10 @@ pub async fn build(cfg: ServerConfig) -> anyhow::Result<Bound> {
     let ds = sigil_datastore::open(&cfg.datastore, Default::default())
         .await
         .with_context(|| format!("cannot open the datastore {}", redact_url(&cfg.datastore)))?;
+    secrets
+        .check_against_store(ds.as_ref())
+        .await
+        .context("the Secrets key does not match the datastore")?;
     let ca = CaHandle::init(&cfg, &server_id, ds.clone()).await?;
     let x509pop_roots = match &cfg.x509pop_ca_bundle {
         None => None,

@@ -21,7 +21,7 @@ use tracing::{info, warn};
 
 use crate::metrics::ResultLabel;
 use crate::node_api::AgentCaller;
-use crate::secrets::{SecretData, read_secret};
+use crate::secrets::SecretData;
 use crate::state::Shared;
 
 /// The annotation naming the agents a Secret is delivered to.
@@ -98,52 +98,134 @@ pub fn check_request(req: &pb::StreamSecretsRequest) -> Result<Vec<pb::SecretRef
         .collect())
 }
 
-fn count(s: &Shared, result: &str) {
+/// What happened to one Secret for one agent, for logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Delivered,
+    Missing,
+    Denied,
+    Error,
+}
+
+impl Outcome {
+    fn label(self) -> &'static str {
+        match self {
+            Outcome::Delivered => "delivered",
+            Outcome::Missing => "missing",
+            Outcome::Denied => "denied",
+            Outcome::Error => "error",
+        }
+    }
+}
+
+fn count(s: &Shared, outcome: Outcome) {
     s.metrics
         .secret_deliveries
         .get_or_create(&ResultLabel {
-            result: result.into(),
+            result: outcome.label().into(),
         })
         .inc();
 }
 
-/// Reads the Secrets for `caller`; each either with its content or with the reason it is not
-/// delivered.
-async fn read_all(
+/// One Secret as last read for a stream: the stored revision it was read at, what the agent
+/// gets, and (for the server's log only) the detailed reason.
+#[derive(Clone)]
+struct Read {
+    revision: Option<i64>,
+    item: pb::DeliveredSecret,
+    outcome: Outcome,
+    detail: String,
+}
+
+/// The same words for a missing Secret and one not meant for this agent: an agent learns
+/// neither which Secrets exist nor whom they are for.
+fn unavailable(r: &pb::SecretRef) -> pb::DeliveredSecret {
+    pb::DeliveredSecret {
+        r#ref: Some(r.clone()),
+        problem: format!(
+            "Secret {} is not available to this agent: it does not exist, or its {DELIVER_TO} \
+             annotation does not name this agent (the server's log says which)",
+            ref_text(r)
+        ),
+        withdrawn: true,
+        ..Default::default()
+    }
+}
+
+/// Reads one Secret for `caller`. The annotation is checked on the stored object before its
+/// values are opened; an unchanged stored revision reuses the previous read.
+async fn read_one(
     s: &Shared,
     caller: &AgentCaller,
-    refs: &[pb::SecretRef],
-) -> Vec<pb::DeliveredSecret> {
-    let mut out = Vec::with_capacity(refs.len());
-    for r in refs {
-        let problem = |p: String| pb::DeliveredSecret {
-            r#ref: Some(r.clone()),
-            problem: p,
-            ..Default::default()
+    r: &pb::SecretRef,
+    prev: Option<&Read>,
+) -> Read {
+    let stored = match s
+        .ds
+        .get_config(&crate::secrets::secret_key(&r.namespace, &r.name))
+        .await
+    {
+        Ok(stored) => stored,
+        Err(e) => {
+            return Read {
+                revision: None,
+                item: pb::DeliveredSecret {
+                    r#ref: Some(r.clone()),
+                    problem: format!(
+                        "Secret {} cannot be read on the server now; retrying",
+                        ref_text(r)
+                    ),
+                    ..Default::default()
+                },
+                outcome: Outcome::Error,
+                detail: e.to_string(),
+            };
+        }
+    };
+    let Some(stored) = stored else {
+        return Read {
+            revision: None,
+            item: unavailable(r),
+            outcome: Outcome::Missing,
+            detail: "the Secret does not exist".into(),
         };
-        let item = match read_secret(s, &r.namespace, &r.name).await {
-            Ok(None) => problem(format!(
-                "Secret {} does not exist (yet); it is written when it is created",
-                ref_text(r)
-            )),
-            Ok(Some(secret)) => {
-                match allowed(
-                    &secret.annotations,
-                    &caller.id.to_string(),
-                    &caller.selectors,
-                ) {
-                    Ok(()) => deliver(r, secret),
-                    Err(why) => problem(format!("Secret {} is not delivered: {why}", ref_text(r))),
-                }
-            }
-            Err(e) => problem(format!(
-                "Secret {} cannot be read on the server: {e}",
-                ref_text(r)
-            )),
+    };
+    let annotations = crate::secrets::stored_annotations(&stored);
+    if let Err(why) = allowed(&annotations, &caller.id.to_string(), &caller.selectors) {
+        return Read {
+            revision: Some(stored.revision),
+            item: unavailable(r),
+            outcome: Outcome::Denied,
+            detail: why,
         };
-        out.push(item);
     }
-    out
+    if let Some(p) = prev
+        && p.revision == Some(stored.revision)
+        && p.outcome == Outcome::Delivered
+    {
+        return p.clone();
+    }
+    match crate::secrets::open_stored(&s.secrets, &stored) {
+        Ok(secret) => Read {
+            revision: Some(stored.revision),
+            item: deliver(r, secret),
+            outcome: Outcome::Delivered,
+            detail: String::new(),
+        },
+        Err(e) => Read {
+            revision: None,
+            item: pb::DeliveredSecret {
+                r#ref: Some(r.clone()),
+                problem: format!(
+                    "Secret {} cannot be read on the server now; retrying",
+                    ref_text(r)
+                ),
+                ..Default::default()
+            },
+            outcome: Outcome::Error,
+            detail: e.to_string(),
+        },
+    }
 }
 
 fn deliver(r: &pb::SecretRef, secret: SecretData) -> pb::DeliveredSecret {
@@ -156,6 +238,7 @@ fn deliver(r: &pb::SecretRef, secret: SecretData) -> pb::DeliveredSecret {
             .map(|(k, v)| (k.clone(), v.to_vec()))
             .collect(),
         problem: String::new(),
+        withdrawn: false,
     }
 }
 
@@ -170,7 +253,7 @@ fn digest(items: &[pb::DeliveredSecret]) -> [u8; 32] {
             h.update([0]);
         }
         h.update(i.problem.as_bytes());
-        h.update([0]);
+        h.update([0, u8::from(i.withdrawn)]);
         h.update(i.r#type.as_bytes());
         let mut keys: Vec<_> = i.data.keys().collect();
         keys.sort();
@@ -200,6 +283,7 @@ pub fn spawn_stream<F, Fut>(
     tokio::spawn(async move {
         let mut updates = shared.config.subscribe();
         let mut last: Option<[u8; 32]> = None;
+        let mut reads: Vec<Option<Read>> = vec![None; refs.len()];
         loop {
             let revision = updates.borrow_and_update().revision;
             let caller = match still_authorized().await {
@@ -210,26 +294,20 @@ pub fn spawn_stream<F, Fut>(
                     return;
                 }
             };
-            let items = read_all(&shared, &caller, &refs).await;
+            for (i, r) in refs.iter().enumerate() {
+                reads[i] = Some(read_one(&shared, &caller, r, reads[i].as_ref()).await);
+            }
+            let items: Vec<pb::DeliveredSecret> =
+                reads.iter().flatten().map(|r| r.item.clone()).collect();
             let d = digest(&items);
             if last != Some(d) {
-                for i in &items {
-                    let name = i.r#ref.as_ref().map(ref_text).unwrap_or_default();
-                    if i.problem.is_empty() {
-                        count(&shared, "delivered");
-                        info!(agent = %caller.id, secret = %name, keys = ?i.data.keys().collect::<Vec<_>>(), revision, "Secret delivered to agent");
+                for read in reads.iter().flatten() {
+                    let name = read.item.r#ref.as_ref().map(ref_text).unwrap_or_default();
+                    count(&shared, read.outcome);
+                    if read.outcome == Outcome::Delivered {
+                        info!(agent = %caller.id, secret = %name, keys = ?read.item.data.keys().collect::<Vec<_>>(), revision, "Secret delivered to agent");
                     } else {
-                        count(
-                            &shared,
-                            if i.problem.contains("does not exist") {
-                                "missing"
-                            } else if i.problem.contains("not delivered") {
-                                "denied"
-                            } else {
-                                "error"
-                            },
-                        );
-                        warn!(agent = %caller.id, secret = %name, problem = %i.problem, "Secret not delivered to agent");
+                        warn!(agent = %caller.id, secret = %name, outcome = read.outcome.label(), reason = %read.detail, "Secret not delivered to agent");
                     }
                 }
                 let snapshot = pb::SecretsSnapshot {
@@ -327,6 +405,7 @@ mod tests {
             r#type: "kubernetes.io/tls".into(),
             data: std::collections::HashMap::from([("tls.crt".to_owned(), v.to_vec())]),
             problem: String::new(),
+            withdrawn: false,
         };
         assert_eq!(digest(&[item(b"a")]), digest(&[item(b"a")]));
         assert_ne!(digest(&[item(b"a")]), digest(&[item(b"b")]));

@@ -3,10 +3,10 @@
 //! A Secret is a configuration object like any other (`sigil apply`, `sigil get`, a change bumps
 //! the configuration revision), but its values never reach the datastore in clear: the server
 //! replaces `data`/`stringData` with `sealedData`, the values encrypted with AES-256-GCM under a
-//! key kept in `<data-dir>/secrets.key` (0600). The object's kind, namespace and name are bound
-//! to the ciphertext as associated data, so a sealed value copied onto another Secret does not
-//! open. Replicas sharing a PostgreSQL datastore must share the key file; one that holds
-//! another key names both key ids in its error.
+//! key derived from `<data-dir>/secrets.key` (0600). The object's kind, namespace and name are
+//! bound to the ciphertext as associated data, so a sealed value copied onto another Secret does
+//! not open. Replicas sharing a PostgreSQL datastore must share the key file: a server whose key
+//! is not the one the stored Secrets were sealed with refuses to start, naming both key ids.
 //!
 //! `sigil get` shows a Secret's keys and sizes; the values only with `--show-secrets`, which is
 //! logged. Nothing here logs a value.
@@ -115,6 +115,8 @@ pub struct SecretKeyring {
     mac: hmac::Key,
     id: String,
     path: PathBuf,
+    /// The key file was created by this start (no key existed).
+    created: bool,
 }
 
 impl SecretKeyring {
@@ -144,17 +146,24 @@ impl SecretKeyring {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 let mut key = Zeroizing::new(vec![0u8; KEY_LEN]);
                 aws_lc_rs::rand::fill(&mut key).map_err(|_| err("no randomness".into()))?;
-                let mut f = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(&path)
-                    .map_err(|e| err(format!("cannot create: {e}")))?;
-                let text = Zeroizing::new(format!("{}\n", hex::encode(&*key)));
-                f.write_all(text.as_bytes())
-                    .and_then(|()| f.sync_all())
-                    .map_err(|e| err(format!("cannot write: {e}")))?;
-                key
+                // Written whole to a temporary file, then linked into place: a crash never
+                // leaves a truncated key, and a key that appeared meanwhile is not replaced.
+                let tmp = data_dir.join(format!(".{KEY_FILE}.{}", std::process::id()));
+                let _ = fs::remove_file(&tmp);
+                let written = (|| {
+                    let mut f = OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .mode(0o600)
+                        .open(&tmp)?;
+                    let text = Zeroizing::new(format!("{}\n", hex::encode(&*key)));
+                    f.write_all(text.as_bytes())?;
+                    f.sync_all()?;
+                    fs::hard_link(&tmp, &path)
+                })();
+                let _ = fs::remove_file(&tmp);
+                written.map_err(|e| err(format!("cannot create: {e}")))?;
+                return Ok(Self::from_bytes(&key, path, true));
             }
             Err(e) => return Err(err(e.to_string())),
         };
@@ -164,22 +173,62 @@ impl SecretKeyring {
                 bytes.len()
             )));
         }
-        Ok(Self::from_bytes(&bytes, path))
+        Ok(Self::from_bytes(&bytes, path, false))
     }
 
-    fn from_bytes(bytes: &[u8], path: PathBuf) -> Self {
+    fn from_bytes(bytes: &[u8], path: PathBuf, created: bool) -> Self {
         let id = hex::encode(
             &Sha256::digest([b"sigil secrets key id\0".as_slice(), bytes].concat())[..8],
         );
+        // Separate keys for encryption and for content hashes, derived from the file's key.
+        let root = hmac::Key::new(hmac::HMAC_SHA256, bytes);
+        let enc = Zeroizing::new(
+            hmac::sign(&root, b"sigil secrets aes-256-gcm v1")
+                .as_ref()
+                .to_vec(),
+        );
+        let mac = Zeroizing::new(
+            hmac::sign(&root, b"sigil secrets content hash v1")
+                .as_ref()
+                .to_vec(),
+        );
         // A 32-byte key is always valid for AES-256-GCM.
         #[allow(clippy::expect_used)]
-        let unbound = UnboundKey::new(&AES_256_GCM, bytes).expect("32-byte AES-256 key");
+        let unbound = UnboundKey::new(&AES_256_GCM, &enc).expect("32-byte AES-256 key");
         SecretKeyring {
             key: LessSafeKey::new(unbound),
-            mac: hmac::Key::new(hmac::HMAC_SHA256, bytes),
+            mac: hmac::Key::new(hmac::HMAC_SHA256, &mac),
             id,
             path,
+            created,
         }
+    }
+
+    /// Refuses a key that is not the one the stored Secrets were sealed with (a replica started
+    /// without the shared key file). A key file this start created is removed again, so the
+    /// right one can be copied in.
+    pub async fn check_against_store(
+        &self,
+        ds: &dyn sigil_datastore::DataStore,
+    ) -> Result<(), SecretError> {
+        for stored in ds.list_config(Some("Secret"), None).await? {
+            let body: Value = serde_json::from_str(&stored.body).unwrap_or_default();
+            let Some(key_id) = body.pointer("/sealedData/keyId").and_then(Value::as_str) else {
+                continue;
+            };
+            if key_id != self.id {
+                if self.created {
+                    let _ = fs::remove_file(&self.path);
+                }
+                return Err(SecretError::WrongKey {
+                    key: stored.key.clone(),
+                    sealed_with: key_id.to_owned(),
+                    ours: self.id.clone(),
+                    path: self.path.clone(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// A public name for the key (not derived reversibly from it), for messages.
@@ -189,8 +238,8 @@ impl SecretKeyring {
 
     fn aad(key: &ConfigKey) -> String {
         format!(
-            "sigil secret v{SEALED_VERSION}\0{}\0{}",
-            key.namespace, key.name
+            "sigil secret v{SEALED_VERSION}\0{}\0{}\0{}",
+            key.kind, key.namespace, key.name
         )
     }
 
@@ -338,6 +387,15 @@ pub fn seal_for_store(
     let obj = body
         .as_object_mut()
         .ok_or_else(|| refused("not an object".into()))?;
+    // kubectl's last-applied copy holds every value in clear; it is not kept.
+    if let Some(Value::Object(m)) = obj.get_mut("metadata")
+        && let Some(Value::Object(a)) = m.get_mut("annotations")
+    {
+        a.remove(sigil_policy::LAST_APPLIED_ANNOTATION);
+        if a.is_empty() {
+            m.remove("annotations");
+        }
+    }
     let mut data: BTreeMap<String, Zeroizing<Vec<u8>>> = BTreeMap::new();
     if let Some(Value::Object(d)) = obj.remove("data") {
         for (k, v) in d {
@@ -369,6 +427,18 @@ pub fn seal_for_store(
                     key: key.clone(),
                     problem: e.to_string(),
                 })?;
+            if let Some(old_id) = old_body
+                .pointer("/sealedData/keyId")
+                .and_then(Value::as_str)
+                && old_id != ring.id
+            {
+                return Err(SecretError::WrongKey {
+                    key: key.clone(),
+                    sealed_with: old_id.to_owned(),
+                    ours: ring.id.clone(),
+                    path: ring.path.clone(),
+                });
+            }
             let immutable = old_body.get("immutable").and_then(Value::as_bool) == Some(true);
             let same = old.spec_hash == hash && body_type(&old_body) == type_;
             if immutable && !same {
@@ -447,10 +517,22 @@ pub async fn read_secret(
     namespace: &str,
     name: &str,
 ) -> Result<Option<SecretData>, SecretError> {
-    let key = secret_key(namespace, name);
-    let Some(stored) = s.ds.get_config(&key).await? else {
-        return Ok(None);
-    };
+    match s.ds.get_config(&secret_key(namespace, name)).await? {
+        None => Ok(None),
+        Some(stored) => open_stored(&s.secrets, &stored).map(Some),
+    }
+}
+
+/// The annotations of a stored Secret, read without opening its values.
+pub fn stored_annotations(stored: &StoredConfig) -> BTreeMap<String, String> {
+    serde_json::from_str::<Value>(&stored.body)
+        .map(|b| string_map(&b, "annotations"))
+        .unwrap_or_default()
+}
+
+/// Opens a stored Secret.
+pub fn open_stored(ring: &SecretKeyring, stored: &StoredConfig) -> Result<SecretData, SecretError> {
+    let key = &stored.key;
     let body: Value = serde_json::from_str(&stored.body).map_err(|e| SecretError::Corrupt {
         key: key.clone(),
         problem: e.to_string(),
@@ -459,12 +541,12 @@ pub async fn read_secret(
         key: key.clone(),
         problem: "no sealedData".into(),
     })?;
-    Ok(Some(SecretData {
+    Ok(SecretData {
         type_: body_type(&body),
-        data: s.secrets.open(&key, sealed)?,
+        data: ring.open(key, sealed)?,
         labels: string_map(&body, "labels"),
         annotations: string_map(&body, "annotations"),
-    }))
+    })
 }
 
 /// Writes (creates or replaces) a Secret in one store transaction and wakes the configuration
@@ -524,7 +606,7 @@ mod tests {
     use super::*;
 
     fn ring(byte: u8) -> SecretKeyring {
-        SecretKeyring::from_bytes(&[byte; KEY_LEN], PathBuf::from("/test/secrets.key"))
+        SecretKeyring::from_bytes(&[byte; KEY_LEN], PathBuf::from("/test/secrets.key"), false)
     }
 
     fn plain(ns: &str, name: &str, data: &[(&str, &str)]) -> (ConfigKey, Value) {
@@ -580,6 +662,15 @@ mod tests {
         let e = ring(8).open(&key, &body["sealedData"]).unwrap_err();
         assert!(matches!(e, SecretError::WrongKey { .. }), "{e}");
         assert!(e.to_string().contains(KEY_FILE), "{e}");
+        // Nor does it overwrite what another key sealed.
+        let old = stored(&key, &body, &hash);
+        let (_, mut again) = plain(
+            "cert-manager",
+            "ca-key-pair",
+            &[("tls.key", "PRIVATE-KEY-BYTES"), ("tls.crt", "CERT")],
+        );
+        let e = seal_for_store(&ring(8), &key, &mut again, Some(&old)).unwrap_err();
+        assert!(matches!(e, SecretError::WrongKey { .. }), "{e}");
         // Tampered ciphertext: refused.
         let mut t = body["sealedData"].clone();
         let mut ct = STANDARD.decode(t["ciphertext"].as_str().unwrap()).unwrap();
@@ -613,6 +704,18 @@ mod tests {
         change["immutable"] = Value::Bool(true);
         let e = seal_for_store(&r, &key, &mut change, Some(&old)).unwrap_err();
         assert!(e.to_string().contains("immutable"), "{e}");
+    }
+
+    #[test]
+    fn kubectl_last_applied_copy_is_not_stored() {
+        let r = ring(4);
+        let (key, mut body) = plain("ns", "s", &[("a", "1")]);
+        body["metadata"]["annotations"] = serde_json::json!({sigil_policy::LAST_APPLIED_ANNOTATION: "{\"data\":{\"a\":\"MQ==\"}}", "team": "edge"});
+        seal_for_store(&r, &key, &mut body, None).unwrap();
+        assert_eq!(
+            body["metadata"]["annotations"],
+            serde_json::json!({"team": "edge"})
+        );
     }
 
     #[test]
