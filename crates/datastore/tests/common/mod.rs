@@ -10,6 +10,7 @@ mod agents;
 mod config;
 mod entries;
 mod misc;
+mod resource_status;
 mod status;
 
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use sigil_datastore::{
     Selector, open,
 };
 use sigil_spiffe::{SpiffeId, TrustDomain};
+pub use resource_status::*;
 pub use status::*;
 
 /// Defines one `#[tokio::test]` per conformance case, each calling `$runner(case)`.
@@ -61,6 +63,8 @@ macro_rules! conformance_tests {
             config_persists_across_reopen,
             config_upgrade_from_0001,
             proxy_status,
+            resource_status_compare_and_set,
+            resource_status_lease,
         );
     };
     (@cases $runner:ident; $($case:ident),* $(,)?) => {
