@@ -330,7 +330,8 @@ impl X509Authority {
         self.check_valid_at(now)?;
         let key = SubjectKey::from_spki_der(spki_der)?;
         let not_before = now.replace_nanosecond(0).unwrap_or(now);
-        let not_after = template::add(not_before, ttl).map_or(self.not_after, |t| t.min(self.not_after));
+        let not_after =
+            template::add(not_before, ttl).map_or(self.not_after, |t| t.min(self.not_after));
         let serial = Serial::random()?;
         params.serial_number = Some(serial.to_rcgen());
         params.not_before = not_before;

@@ -148,6 +148,9 @@ struct ServerRunArgs {
     /// Stable name of this server replica (default: generated once and kept in the data dir).
     #[arg(long = "server-id")]
     server_id: Option<String>,
+    /// Namespace whose Secrets ClusterIssuers use (default cert-manager).
+    #[arg(long = "cluster-resource-namespace")]
+    cluster_resource_namespace: Option<String>,
     /// Log filter (error, warn, info, debug, trace or a tracing directive).
     #[arg(long = "log-level", default_value = "info")]
     log_level: String,
@@ -214,6 +217,7 @@ async fn server_run(a: ServerRunArgs) -> Result<(), (u8, anyhow::Error)> {
         upstream_ca_key: a.upstream_ca_key,
         x509pop_ca_bundle: a.x509pop_ca_bundle,
         server_id: a.server_id,
+        cluster_resource_namespace: a.cluster_resource_namespace,
     };
     let cfg = ServerConfig::resolve(file.merge(flags)).map_err(|e| cfg_err(e.into()))?;
     let mut bound = sigil_server::build(cfg).await.map_err(|e| (1, e))?;

@@ -6,6 +6,7 @@ pub mod admin_client;
 mod admin_mint;
 pub mod authz;
 pub mod ca_handle;
+pub mod certs;
 pub mod config;
 mod convert;
 mod jwt_api;
@@ -14,6 +15,7 @@ pub mod metrics;
 pub mod node_api;
 pub mod node_client;
 pub mod proxies;
+pub mod secrets;
 pub mod state;
 pub mod tasks;
 pub mod tls;
@@ -135,6 +137,7 @@ pub async fn build(cfg: ServerConfig) -> anyhow::Result<Bound> {
         metrics,
         x509pop_roots,
         proxies: Default::default(),
+        certs: Default::default(),
     });
     shared.refresh_counts().await;
     if let Some(t) = shared.ca.active_not_after() {
@@ -275,6 +278,11 @@ pub async fn build(cfg: ServerConfig) -> anyhow::Result<Bound> {
             }
         }
     });
+
+    // cert-manager Certificates: issue, renew, keep status.
+    let s = shared.clone();
+    let rx = shutdown_rx.clone();
+    tasks.spawn(async move { certs::controller::run(s, rx).await });
 
     info!(
         trust_domain = %cfg.trust_domain,

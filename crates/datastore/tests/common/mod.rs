@@ -20,12 +20,12 @@ pub use agents::*;
 pub use config::*;
 pub use entries::*;
 pub use misc::*;
+pub use resource_status::*;
 use sigil_datastore::{
     DataStore, EntrySpec, ListEntriesFilter, OpenOptions, Page, Pagination, RegistrationEntry,
     Selector, open,
 };
 use sigil_spiffe::{SpiffeId, TrustDomain};
-pub use resource_status::*;
 pub use status::*;
 
 /// Defines one `#[tokio::test]` per conformance case, each calling `$runner(case)`.

@@ -30,7 +30,10 @@ pub async fn resource_status_compare_and_set(db: TestDb) {
         2
     );
     // A writer that read version 1 loses, and learns the actual version.
-    match store.put_status(&k, r#"{"stale":true}"#.into(), 1, 30).await {
+    match store
+        .put_status(&k, r#"{"stale":true}"#.into(), 1, 30)
+        .await
+    {
         Err(Error::Conflict {
             expected: 1,
             actual: 2,
@@ -106,22 +109,60 @@ pub async fn resource_status_lease(db: TestDb) {
     let store = db.open().await;
     let k = key("Certificate", "payments", "billing");
     // The lease creates a row at version 0; the first status write still expects 0.
-    assert!(store.acquire_status_lease(&k, "s1", 100, 200).await.unwrap());
-    assert!(!store.acquire_status_lease(&k, "s2", 150, 250).await.unwrap());
+    assert!(
+        store
+            .acquire_status_lease(&k, "s1", 100, 200)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .acquire_status_lease(&k, "s2", 150, 250)
+            .await
+            .unwrap()
+    );
     // The holder extends it.
-    assert!(store.acquire_status_lease(&k, "s1", 150, 300).await.unwrap());
+    assert!(
+        store
+            .acquire_status_lease(&k, "s1", 150, 300)
+            .await
+            .unwrap()
+    );
     let row = store.get_status(&k).await.unwrap().unwrap();
-    assert_eq!((row.version, row.lease_owner.as_str(), row.lease_until_ms), (0, "s1", 300));
+    assert_eq!(
+        (row.version, row.lease_owner.as_str(), row.lease_until_ms),
+        (0, "s1", 300)
+    );
     assert_eq!(store.put_status(&k, "{}".into(), 0, 160).await.unwrap(), 1);
     // The status write keeps the lease.
-    assert!(!store.acquire_status_lease(&k, "s2", 299, 400).await.unwrap());
+    assert!(
+        !store
+            .acquire_status_lease(&k, "s2", 299, 400)
+            .await
+            .unwrap()
+    );
     // Expired: another replica takes over.
-    assert!(store.acquire_status_lease(&k, "s2", 300, 400).await.unwrap());
+    assert!(
+        store
+            .acquire_status_lease(&k, "s2", 300, 400)
+            .await
+            .unwrap()
+    );
     // Released: free for anyone; releasing someone else's lease does nothing.
     store.release_status_lease(&k, "s1").await.unwrap();
-    assert!(!store.acquire_status_lease(&k, "s1", 310, 400).await.unwrap());
+    assert!(
+        !store
+            .acquire_status_lease(&k, "s1", 310, 400)
+            .await
+            .unwrap()
+    );
     store.release_status_lease(&k, "s2").await.unwrap();
-    assert!(store.acquire_status_lease(&k, "s1", 310, 400).await.unwrap());
+    assert!(
+        store
+            .acquire_status_lease(&k, "s1", 310, 400)
+            .await
+            .unwrap()
+    );
     assert!(matches!(
         store.acquire_status_lease(&k, " ", 310, 400).await,
         Err(Error::Invalid(_))
@@ -149,7 +190,9 @@ pub async fn resource_status_lease(db: TestDb) {
     for i in 0..8 {
         let (s, k) = (store.clone(), fresh.clone());
         tasks.push(tokio::spawn(async move {
-            s.put_status(&k, format!(r#"{{"w":{i}}}"#), 0, 1).await.is_ok()
+            s.put_status(&k, format!(r#"{{"w":{i}}}"#), 0, 1)
+                .await
+                .is_ok()
         }));
     }
     let mut winners = 0;

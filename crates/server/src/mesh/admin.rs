@@ -242,7 +242,9 @@ pub async fn get(s: &Shared, req: api::GetConfigRequest) -> Result<api::GetConfi
                     info.plural, info.group, req.name
                 )));
             };
-            out.push(render(&found).map_err(Status::internal)?);
+            out.push(
+                crate::certs::attach_status(s, render(&found).map_err(Status::internal)?).await,
+            );
             continue;
         }
         let ns = if !info.namespaced || req.all_namespaces {
@@ -257,7 +259,9 @@ pub async fn get(s: &Shared, req: api::GetConfigRequest) -> Result<api::GetConfi
                 .await
                 .map_err(ds_status)?
         {
-            out.push(render(&stored).map_err(Status::internal)?);
+            out.push(
+                crate::certs::attach_status(s, render(&stored).map_err(Status::internal)?).await,
+            );
         }
     }
     Ok(api::GetConfigResponse {
