@@ -4,6 +4,7 @@ mod admin;
 mod agent_cmd;
 mod analyze_cmd;
 mod authz_cmd;
+mod cert_cmd;
 mod config_cmd;
 mod config_table;
 mod demo;
@@ -82,6 +83,9 @@ enum Cmd {
     /// Certificates: inspect, verify against a bundle, mint an X.509-SVID.
     #[command(subcommand)]
     X509(x509_cmd::X509Cmd),
+    /// cert-manager Certificates: status (like cmctl status), renew (like cmctl renew).
+    #[command(subcommand)]
+    Cert(cert_cmd::CertCmd),
     /// Runs the payments example (examples/payments) end to end: server, agent, three apps and
     /// their proxies as real processes, then a table of checks; exit 0 when all pass.
     Demo(demo::DemoArgs),
@@ -268,6 +272,7 @@ async fn dispatch(cli: Cli) -> Result<(), (u8, anyhow::Error)> {
         Cmd::Analyze(a) => analyze_cmd::run(a).await,
         Cmd::Diagnose(c) => diagnose::run(c).await,
         Cmd::X509(c) => x509_cmd::run(c).await,
+        Cmd::Cert(c) => cert_cmd::run(c).await,
         Cmd::Demo(a) => demo::run(a).await,
     }
 }

@@ -227,12 +227,12 @@ async fn refuse(
     s: &Shared,
     key: &ConfigKey,
     old: &StatusRecord,
-    mut rec: StatusRecord,
     version: i64,
     generation: i64,
     reason: &str,
     message: &str,
 ) {
+    let mut rec = old.clone();
     let now = rfc3339(now_unix());
     let changed = rec
         .status
@@ -248,32 +248,31 @@ async fn refuse(
 async fn reconcile_certificate(s: &Shared, stored: &StoredConfig) -> Option<i64> {
     let key = &stored.key;
     let (old, version) = load(s, key).await?;
-    let rec = old.clone();
     let generation = stored.generation;
     let spec = match cert_spec(stored) {
         Ok(spec) => spec,
         Err(m) => {
-            refuse(s, key, &old, rec, version, generation, "InvalidSpec", &m).await;
+            refuse(s, key, &old, version, generation, "InvalidSpec", &m).await;
             return None;
         }
     };
     let plan = match plan::plan(&spec) {
         Ok(p) => p,
         Err(r) => {
-            refuse(s, key, &old, rec, version, generation, r.reason, &r.message).await;
+            refuse(s, key, &old, version, generation, r.reason, &r.message).await;
             return None;
         }
     };
     let issuer = match issuers::resolve(s, &key.namespace, &spec.issuer_ref).await {
         Ok(i) => i,
         Err(p) => {
-            refuse(s, key, &old, rec, version, generation, p.reason, &p.message).await;
+            refuse(s, key, &old, version, generation, p.reason, &p.message).await;
             return None;
         }
     };
     let signing_key = issuer.signing.signing_key().unwrap_or(plan.key_type);
     if let Err(r) = plan::check_signature_algorithm(&spec, signing_key) {
-        refuse(s, key, &old, rec, version, generation, r.reason, &r.message).await;
+        refuse(s, key, &old, version, generation, r.reason, &r.message).await;
         return None;
     }
     let secret = match secrets::read_secret(s, &key.namespace, &spec.secret_name).await {
