@@ -28,6 +28,12 @@ pub struct FileConfig {
     pub socket_path: Option<PathBuf>,
     pub admin_socket_path: Option<PathBuf>,
     pub sync_interval: Option<String>,
+    /// Where Secrets are written (`<dir>/<namespace>/<name>/<key>`).
+    pub secret_dir: Option<PathBuf>,
+    /// `NAMESPACE/NAME` of each Secret to write.
+    pub secrets: Option<Vec<String>>,
+    /// Run with `/bin/sh -c` after Secret files changed.
+    pub secret_reload_command: Option<String>,
 }
 
 impl FileConfig {
@@ -48,6 +54,9 @@ impl FileConfig {
             socket_path: over.socket_path.or(self.socket_path),
             admin_socket_path: over.admin_socket_path.or(self.admin_socket_path),
             sync_interval: over.sync_interval.or(self.sync_interval),
+            secret_dir: over.secret_dir.or(self.secret_dir),
+            secrets: over.secrets.or(self.secrets),
+            secret_reload_command: over.secret_reload_command.or(self.secret_reload_command),
         }
     }
 }
@@ -89,6 +98,8 @@ pub struct AgentConfig {
     pub admin_socket_path: PathBuf,
     /// How often the agent asks the server for changes to its entries and bundles.
     pub sync_interval: Duration,
+    /// Secrets written as files on the node, if any.
+    pub secret_files: Option<crate::secret_files::SecretFilesConfig>,
 }
 
 impl AgentConfig {
@@ -164,6 +175,7 @@ impl AgentConfig {
             .admin_socket_path
             .unwrap_or_else(|| data_dir.join("admin.sock"));
         check_admin_socket(&admin_socket_path, &socket_path, given)?;
+        let secret_files = secret_files(f.secret_dir, f.secrets, f.secret_reload_command)?;
         Ok(AgentConfig {
             server_address,
             trust_domain,
@@ -173,7 +185,66 @@ impl AgentConfig {
             socket_path,
             admin_socket_path,
             sync_interval,
+            secret_files,
         })
+    }
+}
+
+fn secret_files(
+    dir: Option<PathBuf>,
+    secrets: Option<Vec<String>>,
+    reload: Option<String>,
+) -> Result<Option<crate::secret_files::SecretFilesConfig>, ConfigError> {
+    let secrets = secrets.unwrap_or_default();
+    match (dir, secrets.is_empty()) {
+        (None, true) => {
+            if reload.is_some() {
+                return Err(ConfigError::Invalid {
+                    field: "secret_reload_command",
+                    value: "…".into(),
+                    reason: "it runs after Secret files change; give --secret-dir and --secret too"
+                        .into(),
+                });
+            }
+            Ok(None)
+        }
+        (None, false) => Err(ConfigError::Missing {
+            field: "secret_dir",
+            hint: "--secret needs --secret-dir DIR, where the files are written",
+        }),
+        (Some(d), true) => Err(ConfigError::Invalid {
+            field: "secrets",
+            value: d.display().to_string(),
+            reason: "--secret-dir is set but no Secret is named; add --secret NAMESPACE/NAME"
+                .into(),
+        }),
+        (Some(dir), false) => {
+            let mut parsed = Vec::new();
+            for s in &secrets {
+                let r =
+                    crate::secret_files::parse_ref(s).map_err(|reason| ConfigError::Invalid {
+                        field: "secrets",
+                        value: s.clone(),
+                        reason,
+                    })?;
+                if !parsed.contains(&r) {
+                    parsed.push(r);
+                }
+            }
+            if reload.as_deref().is_some_and(|c| c.trim().is_empty()) {
+                return Err(ConfigError::Invalid {
+                    field: "secret_reload_command",
+                    value: String::new(),
+                    reason: "empty; give a command such as `nginx -s reload`, or leave it out"
+                        .into(),
+                });
+            }
+            Ok(Some(crate::secret_files::SecretFilesConfig {
+                dir,
+                secrets: parsed,
+                reload_command: reload,
+            }))
+        }
     }
 }
 

@@ -11,6 +11,7 @@ pub mod manager;
 pub mod mesh_config;
 pub mod plan;
 pub mod proxy_status;
+pub mod secret_files;
 pub mod store;
 pub mod workload_api;
 
@@ -69,6 +70,7 @@ pub async fn build(cfg: AgentConfig) -> anyhow::Result<Bound> {
     let admin_socket_path = cfg.admin_socket_path.clone();
     let server = cfg.server_address.clone();
     let mesh = mesh_config::MeshConfigSync::load(&cfg.data_dir)?;
+    let secret_files = cfg.secret_files.clone();
     let (manager, cache) = Manager::load(cfg)?;
     manager.publish_initial().await;
 
@@ -129,6 +131,14 @@ pub async fn build(cfg: AgentConfig) -> anyhow::Result<Bound> {
             .clone()
             .forward(manager.clone(), tasks.shutdown_signal()),
     );
+    if let Some(sf) = secret_files {
+        info!(dir = %sf.dir.display(), secrets = sf.secrets.len(), "writing Secrets as files");
+        tasks.spawn(secret_files::run(
+            sf,
+            manager.clone(),
+            tasks.shutdown_signal(),
+        ));
+    }
     admin::serve(admin_listener, admin, &mut tasks);
     info!(
         agent = manager.agent_id().await.unwrap_or_default(),

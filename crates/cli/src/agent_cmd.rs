@@ -46,6 +46,17 @@ pub struct AgentRunArgs {
     /// How often to sync with the server (default 1s).
     #[arg(long = "sync-interval")]
     sync_interval: Option<String>,
+    /// Write Secrets as files under this directory: DIR/NAMESPACE/NAME/tls.crt, tls.key, ca.crt
+    /// (keys 0600), swapped atomically on every change.
+    #[arg(long = "secret-dir")]
+    secret_dir: Option<PathBuf>,
+    /// A Secret to write, NAMESPACE/NAME (repeatable). The Secret's `sigil.io/deliver-to`
+    /// annotation must name this agent (its SPIFFE ID or a node selector) or `*`.
+    #[arg(long = "secret")]
+    secrets: Vec<String>,
+    /// Run with /bin/sh -c after Secret files changed, e.g. "nginx -s reload".
+    #[arg(long = "secret-reload-command")]
+    secret_reload_command: Option<String>,
     #[arg(long = "log-level", default_value = "info")]
     log_level: String,
     #[arg(long = "log-format", default_value = "text")]
@@ -140,6 +151,9 @@ pub async fn run(a: AgentRunArgs) -> Result<(), (u8, anyhow::Error)> {
         socket_path: a.socket_path,
         admin_socket_path: a.admin_socket_path,
         sync_interval: a.sync_interval,
+        secret_dir: a.secret_dir,
+        secrets: (!a.secrets.is_empty()).then_some(a.secrets),
+        secret_reload_command: a.secret_reload_command,
     };
     let cfg = AgentConfig::resolve(file.merge(flags)).map_err(|e| cfg_err(e.into()))?;
     let mut bound = sigil_agent::build(cfg).await.map_err(|e| (1, e))?;

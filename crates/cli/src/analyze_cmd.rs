@@ -97,6 +97,7 @@ async fn read_live(socket: &Path) -> anyhow::Result<Live> {
             name: String::new(),
             namespace: String::new(),
             all_namespaces: true,
+            show_secrets: false,
         })
         .await
         .map_err(status)?

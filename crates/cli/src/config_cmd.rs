@@ -55,6 +55,10 @@ pub struct GetArgs {
     /// Output: table (default), wide, yaml, json or name.
     #[arg(long = "output", short = 'o', value_parser = ["wide", "yaml", "json", "name"])]
     pub output: Option<String>,
+    /// Print Secrets' values (base64, as kubectl does); without it each value reads
+    /// `REDACTED: N bytes`. The server logs the request.
+    #[arg(long = "show-secrets")]
+    pub show_secrets: bool,
     #[command(flatten)]
     pub socket: SocketArg,
 }
@@ -276,6 +280,7 @@ pub async fn get(a: GetArgs) -> anyhow::Result<()> {
                     name: String::new(),
                     namespace: namespace.clone(),
                     all_namespaces: a.all_namespaces,
+                    show_secrets: a.show_secrets,
                 })
                 .await
                 .map_err(status)?;
@@ -291,6 +296,7 @@ pub async fn get(a: GetArgs) -> anyhow::Result<()> {
                     name: name.clone(),
                     namespace: namespace.clone(),
                     all_namespaces: false,
+                    show_secrets: a.show_secrets,
                 })
                 .await
                 .map_err(status)?;

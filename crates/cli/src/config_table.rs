@@ -75,6 +75,7 @@ fn columns(kind: &str, wide: bool) -> (Vec<&'static str>, Vec<&'static str>) {
         "Certificate" => (&["READY", "SECRET"], &["ISSUER"]),
         "Issuer" | "ClusterIssuer" => (&["READY"], &[]),
         "Namespace" => (&["STATUS"], &[]),
+        "Secret" => (&["TYPE", "DATA"], &[]),
         _ => (&[], &[]),
     };
     (
@@ -114,6 +115,15 @@ fn cell(kind: &str, column: &str, v: &Value) -> String {
         ("Certificate", "SECRET") => str_at(v, &["spec", "secretName"]).into(),
         ("Certificate", "ISSUER") => str_at(v, &["spec", "issuerRef", "name"]).into(),
         ("Namespace", "STATUS") => "Active".into(),
+        ("Secret", "TYPE") => match str_at(v, &["type"]) {
+            "" => "Opaque".into(),
+            t => t.into(),
+        },
+        ("Secret", "DATA") => v
+            .get("data")
+            .and_then(Value::as_object)
+            .map_or(0, |m| m.len())
+            .to_string(),
         _ => String::new(),
     }
 }

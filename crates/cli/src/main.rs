@@ -7,6 +7,7 @@ mod authz_cmd;
 mod cert_cmd;
 mod config_cmd;
 mod config_table;
+mod create_cmd;
 mod demo;
 mod describe_cmd;
 mod diagnose;
@@ -62,6 +63,9 @@ enum Cmd {
     Get(config_cmd::GetArgs),
     /// Deletes mesh configuration: sigil delete -f FILE, or sigil delete KIND NAME -n NS.
     Delete(config_cmd::DeleteArgs),
+    /// Creates an object from local files: sigil create secret tls NAME --cert F --key F -n NS.
+    #[command(subcommand)]
+    Create(create_cmd::CreateCmd),
     /// The mTLS proxy beside a workload.
     #[command(subcommand)]
     Proxy(proxy_cmd::ProxyCmd),
@@ -265,6 +269,7 @@ async fn dispatch(cli: Cli) -> Result<(), (u8, anyhow::Error)> {
         Cmd::Apply(a) => op(config_cmd::apply(a).await),
         Cmd::Get(a) => op(config_cmd::get(a).await),
         Cmd::Delete(a) => op(config_cmd::delete(a).await),
+        Cmd::Create(c) => op(create_cmd::run(c).await),
         Cmd::Proxy(c) => proxy_cmd::run(c).await,
         Cmd::StrictReadiness(a) => status_cmd::strict_readiness(a).await,
         Cmd::Describe(c) => describe_cmd::run(c).await,

@@ -17,6 +17,7 @@ mod node;
 mod peer_authn;
 mod request_authn;
 mod resource;
+mod secret;
 mod validate;
 mod validate_certmanager;
 mod validate_networking;
@@ -50,6 +51,9 @@ pub use node::Pos;
 pub use peer_authn::{Mtls, MtlsMode, PeerAuthenticationSpec};
 pub use request_authn::{ClaimToHeader, JwtHeader, JwtRule, RequestAuthenticationSpec};
 pub use resource::{Resource, parse_documents, parse_documents_with_limits, supported_kinds};
+pub use secret::{
+    MAX_SECRET_BYTES, REDACTED_PREFIX, SECRET_TYPE_OPAQUE, SECRET_TYPE_TLS, Secret, is_secret_key,
+};
 pub use validate::{Violation, is_dns1123_label, is_dns1123_subdomain, validate};
 pub use view::{
     Cidr, Claims, CompiledAuthz, CompiledMtls, CompiledPolicy, DRY_RUN_ANNOTATION, Decision,

@@ -13,6 +13,7 @@ use crate::networking::{DestinationRuleSpec, ServiceEntrySpec, WorkloadEntrySpec
 use crate::node::{Node, Pos, Value};
 use crate::peer_authn::PeerAuthenticationSpec;
 use crate::request_authn::RequestAuthenticationSpec;
+use crate::secret::Secret;
 use crate::validate::{Violation, validate};
 
 /// One decoded, validated document.
@@ -42,6 +43,8 @@ pub enum Resource {
     Issuer(Object<IssuerSpec>),
     /// `cert-manager.io/v1` `ClusterIssuer` (cluster-scoped).
     ClusterIssuer(Object<IssuerSpec>),
+    /// Core `v1` `Secret` (for issuers and issued certificates).
+    Secret(Secret),
 }
 
 impl Resource {
@@ -57,6 +60,7 @@ impl Resource {
             Resource::WorkloadEntry(o) => &o.metadata,
             Resource::Certificate(o) => &o.metadata,
             Resource::Issuer(o) | Resource::ClusterIssuer(o) => &o.metadata,
+            Resource::Secret(o) => &o.metadata,
         }
     }
 
@@ -73,6 +77,7 @@ impl Resource {
             Resource::Certificate(_) => "Certificate",
             Resource::Issuer(_) => "Issuer",
             Resource::ClusterIssuer(_) => "ClusterIssuer",
+            Resource::Secret(_) => "Secret",
         }
     }
 
@@ -88,6 +93,7 @@ impl Resource {
             Resource::WorkloadEntry(o) => &o.api_version,
             Resource::Certificate(o) => &o.api_version,
             Resource::Issuer(o) | Resource::ClusterIssuer(o) => &o.api_version,
+            Resource::Secret(o) => &o.api_version,
         }
     }
 }
@@ -160,6 +166,11 @@ const KINDS: &[KindEntry] = &[
         api_versions: CERT_MANAGER,
         kind: "ClusterIssuer",
         decode: |n| from_node(n, "").map(Resource::ClusterIssuer),
+    },
+    KindEntry {
+        api_versions: &["v1"],
+        kind: "Secret",
+        decode: |n| from_node(n, "").map(Resource::Secret),
     },
 ];
 

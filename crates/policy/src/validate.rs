@@ -77,6 +77,10 @@ pub fn validate(resource: &Resource) -> Vec<Violation> {
             meta(&o.metadata, false, &mut out);
             out.0.extend(crate::validate_networking::workload_entry(o));
         }
+        Resource::Secret(o) => {
+            meta(&o.metadata, false, &mut out);
+            out.0.extend(crate::secret::validate_secret(o));
+        }
     }
     out.0
 }

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod node_api;
 pub mod node_client;
 pub mod proxies;
+pub mod secret_delivery;
 pub mod secrets;
 pub mod state;
 pub mod tasks;
@@ -104,6 +105,7 @@ fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
 pub async fn build(cfg: ServerConfig) -> anyhow::Result<Bound> {
     prepare_data_dir(&cfg.data_dir)?;
     let server_id = server_id(&cfg)?;
+    let secrets = secrets::SecretKeyring::load_or_create(&cfg.data_dir)?;
     let ds = sigil_datastore::open(&cfg.datastore, Default::default())
         .await
         .with_context(|| format!("cannot open the datastore {}", redact_url(&cfg.datastore)))?;
@@ -138,6 +140,7 @@ pub async fn build(cfg: ServerConfig) -> anyhow::Result<Bound> {
         x509pop_roots,
         proxies: Default::default(),
         certs: Default::default(),
+        secrets,
     });
     shared.refresh_counts().await;
     if let Some(t) = shared.ca.active_not_after() {

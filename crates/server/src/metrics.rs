@@ -124,6 +124,8 @@ pub struct Metrics {
     pub proxies: Gauge,
     /// Proxy reports by result (ok, refused).
     pub proxy_reports: Family<ResultLabel, Counter>,
+    /// Secrets sent to agents for files on their node, by result (delivered, denied, missing, error).
+    pub secret_deliveries: Family<ResultLabel, Counter>,
 }
 
 impl Metrics {
@@ -185,11 +187,18 @@ impl Metrics {
             "Agents' proxy status reports, by result (ok, refused)",
             proxy_reports.clone(),
         );
+        let secret_deliveries = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "secret_deliveries",
+            "Secrets sent to agents to write as files, by result (delivered, denied, missing, error)",
+            secret_deliveries.clone(),
+        );
         Metrics {
             registry,
             certmanager: CertManagerMetrics::new(),
             proxies,
             proxy_reports,
+            secret_deliveries,
             config_applies,
             config_revision,
             config_streams,

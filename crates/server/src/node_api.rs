@@ -421,6 +421,25 @@ impl Node for NodeApi {
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
+    type StreamSecretsStream = ReceiverStream<Result<pb::SecretsSnapshot, Status>>;
+
+    async fn stream_secrets(
+        &self,
+        req: Request<pb::StreamSecretsRequest>,
+    ) -> Result<Response<Self::StreamSecretsStream>, Status> {
+        let peer = peer_of(&req);
+        let caller = self.authenticate(peer.clone()).await?;
+        let refs = crate::secret_delivery::check_request(req.get_ref())?;
+        let (tx, rx) = mpsc::channel(2);
+        let api = self.clone();
+        crate::secret_delivery::spawn_stream(self.shared.clone(), caller, refs, tx, move || {
+            let api = api.clone();
+            let peer = peer.clone();
+            async move { api.authenticate(peer).await }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
     async fn new_jwtsvid(
         &self,
         req: Request<pb::NewJwtsvidRequest>,

@@ -42,6 +42,8 @@ pub struct Shared {
     pub proxies: crate::proxies::ProxyRegistry,
     /// Wakes the Certificate controller.
     pub certs: crate::certs::CertsHandle,
+    /// Seals and opens `Secret` values.
+    pub secrets: crate::secrets::SecretKeyring,
 }
 
 /// An SVID of this trust domain, verified.

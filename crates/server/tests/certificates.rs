@@ -559,7 +559,22 @@ async fn two_replicas_issue_once() {
     let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
     let dir = tempfile::tempdir().unwrap();
     let mut a = start(dir.path().join("a"), Some(url.clone())).await;
+    // Replicas share the Secrets key, as they must.
+    let key_file = sigil_server::secrets::KEY_FILE;
+    std::fs::create_dir_all(dir.path().join("b")).unwrap();
+    std::fs::copy(
+        dir.path().join("a").join(key_file),
+        dir.path().join("b").join(key_file),
+    )
+    .unwrap();
     let mut b = start(dir.path().join("b"), Some(url.clone())).await;
+    // Both replicas read the Secret the other wrote.
+    assert!(
+        sigil_server::secrets::read_secret(&b.bound.shared, "apps", "none")
+            .await
+            .unwrap()
+            .is_none()
+    );
     let yaml = "apiVersion: cert-manager.io/v1\nkind: Issuer\nmetadata:\n  name: self\n  namespace: apps\nspec:\n  selfSigned: {}\n---\n\
 apiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata:\n  name: shared\n  namespace: apps\nspec:\n  secretName: shared-tls\n  commonName: shared.apps\n  issuerRef:\n    name: self\n";
     let r = a.apply("shared.yaml", yaml).await;
@@ -579,7 +594,7 @@ apiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata:\n  name: shared\n  
         })
         .count();
     assert_eq!(issued, 1, "{events:#?}");
-    let s = a.secret("apps", "shared-tls").await;
+    let s = b.secret("apps", "shared-tls").await;
     // Self-signed: the certificate is its own CA in ca.crt.
     assert_eq!(
         pem_certs(s.get("tls.crt").unwrap()),

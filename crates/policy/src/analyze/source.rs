@@ -51,6 +51,7 @@ impl Located {
             Resource::WorkloadEntry(o) => &mut o.metadata,
             Resource::Certificate(o) => &mut o.metadata,
             Resource::Issuer(o) => &mut o.metadata,
+            Resource::Secret(o) => &mut o.metadata,
         };
         if meta.namespace.is_none() {
             meta.namespace = Some(ns.to_owned());

@@ -135,6 +135,18 @@ pub async fn apply(
             errors: Vec::new(),
         });
     }
+    let mut planned = planned;
+    let mut errors = Vec::new();
+    for p in planned.iter_mut().filter(|p| p.key.kind == "Secret") {
+        let existing = s.ds.get_config(&p.key).await.map_err(ds_status)?;
+        match crate::secrets::seal_for_store(&s.secrets, &p.key, &mut p.body, existing.as_ref()) {
+            Ok(hash) => p.spec_hash = hash,
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    if !errors.is_empty() {
+        return Ok(invalid_response(errors, "apply", s));
+    }
     let api_versions = planned.iter().map(|p| p.api_version.clone()).collect();
     commit(
         s,
@@ -222,10 +234,21 @@ pub async fn get(s: &Shared, req: api::GetConfigRequest) -> Result<api::GetConfi
                 "a name needs a kind: sigil get KIND NAME",
             ));
         }
-        kinds::KINDS.iter().collect()
+        kinds::KINDS
+            .iter()
+            .filter(|k| kinds::in_get_all(k))
+            .collect()
     } else {
         vec![resolve(&req.kind)?]
     };
+    if req.show_secrets {
+        warn!(
+            kind = %req.kind,
+            namespace = %req.namespace,
+            name = %req.name,
+            "Secret values requested in clear (--show-secrets) through the admin API"
+        );
+    }
     let mut out = Vec::new();
     for info in kinds {
         if !req.name.is_empty() {
@@ -243,7 +266,7 @@ pub async fn get(s: &Shared, req: api::GetConfigRequest) -> Result<api::GetConfi
                 )));
             };
             out.push(
-                crate::certs::attach_status(s, render(&found).map_err(Status::internal)?).await,
+                crate::certs::attach_status(s, render_for_get(s, &found, req.show_secrets)?).await,
             );
             continue;
         }
@@ -260,7 +283,7 @@ pub async fn get(s: &Shared, req: api::GetConfigRequest) -> Result<api::GetConfi
                 .map_err(ds_status)?
         {
             out.push(
-                crate::certs::attach_status(s, render(&stored).map_err(Status::internal)?).await,
+                crate::certs::attach_status(s, render_for_get(s, &stored, req.show_secrets)?).await,
             );
         }
     }
@@ -268,4 +291,21 @@ pub async fn get(s: &Shared, req: api::GetConfigRequest) -> Result<api::GetConfi
         resources: out,
         revision,
     })
+}
+
+/// The object as `get` returns it; a Secret's values redacted unless `show_secrets`.
+fn render_for_get(
+    s: &Shared,
+    stored: &sigil_datastore::StoredConfig,
+    show_secrets: bool,
+) -> Result<sigil_proto::config::ConfigResource, Status> {
+    let mut r = render(stored).map_err(Status::internal)?;
+    if stored.key.kind == "Secret" {
+        let mut v: serde_json::Value =
+            serde_json::from_str(&r.json).map_err(|e| Status::internal(e.to_string()))?;
+        crate::secrets::render_for_get(&s.secrets, &stored.key, &mut v, show_secrets)
+            .map_err(|e| Status::failed_precondition(e.to_string()))?;
+        r.json = v.to_string();
+    }
+    Ok(r)
 }

@@ -101,7 +101,20 @@ pub const KINDS: &[KindInfo] = &[
         namespaced: false,
         delivered: false,
     },
+    KindInfo {
+        kind: "Secret",
+        plural: "secrets",
+        group: "",
+        short: &[],
+        namespaced: true,
+        delivered: false,
+    },
 ];
+
+/// Kinds `sigil get all` leaves out, as `kubectl get all` leaves out Secrets.
+pub fn in_get_all(k: &KindInfo) -> bool {
+    k.kind != "Secret"
+}
 
 /// The kind named `name` as kubectl would resolve it: the kind (any case), its plural, singular,
 /// short names, or `plural.group` (`peerauthentications.security.istio.io`).
@@ -159,6 +172,8 @@ mod tests {
             ("certificate.cert-manager.io", "Certificate"),
             ("clusterissuer", "ClusterIssuer"),
             ("ns", "Namespace"),
+            ("secrets", "Secret"),
+            ("secret", "Secret"),
         ] {
             assert_eq!(resolve(name).map(|k| k.kind), Some(kind), "{name}");
         }

@@ -1,0 +1,640 @@
+//! `v1` Secrets as an operator uses them, against real `sigil server run` / `sigil agent run`
+//! processes: `sigil create secret tls` checks the pair, values are sealed at rest and redacted
+//! by `get`, and an agent writes a Secret as files that nginx serves, reloading it when the
+//! Secret changes without a failed request.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use common::{SIGIL, ServerProc};
+
+/// Every wait here is bounded by this.
+const WAIT: Duration = Duration::from_secs(30);
+
+fn openssl(args: &[&str]) {
+    let out = Command::new("openssl").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// A self-signed P-256 CA: (`ca.crt`, `ca.key`) in `dir`.
+fn make_ca(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let crt = dir.join(format!("{name}.crt"));
+    let key = dir.join(format!("{name}.key"));
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        p(&key),
+        "-out",
+        p(&crt),
+        "-subj",
+        &format!("/CN={name}"),
+        "-days",
+        "30",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ]);
+    (crt, key)
+}
+
+/// A localhost server certificate with `serial`, signed by the CA.
+fn make_leaf(dir: &Path, ca: &(PathBuf, PathBuf), serial: &str) -> (PathBuf, PathBuf) {
+    let crt = dir.join(format!("leaf-{serial}.crt"));
+    let key = dir.join(format!("leaf-{serial}.key"));
+    let csr = dir.join(format!("leaf-{serial}.csr"));
+    let ext = dir.join("leaf.ext");
+    std::fs::write(
+        &ext,
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(&[
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        p(&key),
+        "-out",
+        p(&csr),
+        "-subj",
+        "/CN=localhost",
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        p(&csr),
+        "-CA",
+        p(&ca.0),
+        "-CAkey",
+        p(&ca.1),
+        "-set_serial",
+        serial,
+        "-days",
+        "2",
+        "-out",
+        p(&crt),
+        "-extfile",
+        p(&ext),
+    ]);
+    (crt, key)
+}
+
+fn b64(path: &Path) -> String {
+    base64::engine::general_purpose::STANDARD.encode(std::fs::read(path).unwrap())
+}
+
+fn fails(s: &ServerProc, args: &[&str]) -> String {
+    let out = s.cli(args);
+    assert!(
+        !out.status.success(),
+        "sigil {args:?} should fail; stdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stderr).unwrap()
+}
+
+/// The base64 body of a PEM file (what a leak of it would contain), one line.
+fn pem_body_line(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap();
+    text.lines()
+        .find(|l| !l.starts_with("-----") && l.len() > 20)
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn create_secret_tls_is_checked_sealed_at_rest_and_redacted_by_get() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = ServerProc::start(&dir.path().join("server"), None);
+    let ca = make_ca(dir.path(), "internal-ca");
+    let other = make_ca(dir.path(), "other-ca");
+
+    let out = s.ok(&[
+        "create",
+        "secret",
+        "tls",
+        "ca-key-pair",
+        "--cert",
+        p(&ca.0),
+        "--key",
+        p(&ca.1),
+        "-n",
+        "cert-manager",
+    ]);
+    assert_eq!(out.trim(), "secret/ca-key-pair created");
+    let e = fails(
+        &s,
+        &[
+            "create",
+            "secret",
+            "tls",
+            "ca-key-pair",
+            "--cert",
+            p(&ca.0),
+            "--key",
+            p(&ca.1),
+            "-n",
+            "cert-manager",
+        ],
+    );
+    assert!(
+        e.contains("already exists") && e.contains("sigil apply -f -"),
+        "{e}"
+    );
+    // A key that is not the certificate's: refused before anything is sent.
+    let e = fails(
+        &s,
+        &[
+            "create",
+            "secret",
+            "tls",
+            "mismatch",
+            "--cert",
+            p(&ca.0),
+            "--key",
+            p(&other.1),
+            "-n",
+            "cert-manager",
+        ],
+    );
+    assert!(e.contains("private key does not match"), "{e}");
+    let e = fails(&s, &["get", "secret", "mismatch", "-n", "cert-manager"]);
+    assert!(e.contains("not found"), "{e}");
+    let e = fails(
+        &s,
+        &[
+            "create",
+            "secret",
+            "tls",
+            "nokey",
+            "--cert",
+            p(&ca.0),
+            "--key",
+            p(&ca.0),
+            "-n",
+            "cert-manager",
+        ],
+    );
+    assert!(e.contains("--key") && e.contains("CERTIFICATE"), "{e}");
+
+    // kubectl's columns; values never in clear without --show-secrets.
+    let table = s.ok(&["get", "secrets", "-n", "cert-manager"]);
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "TYPE", "DATA", "AGE"], "{table}");
+    let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        &row[..3],
+        ["ca-key-pair", "kubernetes.io/tls", "2"],
+        "{table}"
+    );
+    let yaml = s.ok(&[
+        "get",
+        "secret",
+        "ca-key-pair",
+        "-n",
+        "cert-manager",
+        "-o",
+        "yaml",
+    ]);
+    let key_line = pem_body_line(&ca.1);
+    assert!(
+        yaml.contains("REDACTED: ") && !yaml.contains(&b64(&ca.1)),
+        "{yaml}"
+    );
+    assert!(!yaml.contains("sealedData"), "{yaml}");
+    let shown: serde_json::Value = serde_json::from_str(&s.ok(&[
+        "get",
+        "secret",
+        "ca-key-pair",
+        "-n",
+        "cert-manager",
+        "-o",
+        "json",
+        "--show-secrets",
+    ]))
+    .unwrap();
+    assert_eq!(shown["data"]["tls.key"], b64(&ca.1));
+    assert_eq!(shown["data"]["tls.crt"], b64(&ca.0));
+    // `get all` leaves Secrets out, as kubectl does.
+    let all = s.ok(&["get", "all", "-n", "cert-manager", "-o", "name"]);
+    assert!(!all.contains("ca-key-pair"), "{all}");
+
+    // Sealed at rest: neither the datastore nor the log holds the key.
+    let key_file = s.data_dir.join("secrets.key");
+    assert_eq!(
+        std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let mut at_rest = Vec::new();
+    for e in std::fs::read_dir(&s.data_dir).unwrap() {
+        let e = e.unwrap();
+        if e.file_name()
+            .to_string_lossy()
+            .starts_with("datastore.sqlite3")
+        {
+            at_rest.extend(std::fs::read(e.path()).unwrap());
+        }
+    }
+    assert!(!at_rest.is_empty());
+    let at_rest = String::from_utf8_lossy(&at_rest);
+    assert!(
+        at_rest.contains("sealedData"),
+        "the Secret row should be in the datastore"
+    );
+    assert!(!at_rest.contains(&key_line) && !at_rest.contains(&b64(&ca.1)[..40]));
+    let log = s.log_text();
+    assert!(!log.contains(&key_line) && !log.contains(&b64(&ca.1)[..40]));
+    assert!(
+        log.contains("--show-secrets"),
+        "the clear-text read is logged: {log}"
+    );
+
+    // Bad YAML Secrets: the line and the fix.
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: broken\n  namespace: cert-manager\ntype: kubernetes.io/tls\ndata:\n  tls.crt: \"not base64!\"\n",
+    )
+    .unwrap();
+    let e = fails(&s, &["apply", "-f", p(&bad)]);
+    assert!(
+        e.contains("base64") && e.contains("`tls.key`") && e.contains("bad.yaml:"),
+        "{e}"
+    );
+    // Re-applying redacted output is refused with the way to export real values.
+    let redacted = dir.path().join("redacted.yaml");
+    std::fs::write(&redacted, &yaml).unwrap();
+    let e = fails(&s, &["apply", "-f", p(&redacted)]);
+    assert!(e.contains("--show-secrets"), "{e}");
+    // Re-applying the real values is a no-op; stringData works.
+    let real = dir.path().join("real.yaml");
+    std::fs::write(
+        &real,
+        s.ok(&[
+            "get",
+            "secret",
+            "ca-key-pair",
+            "-n",
+            "cert-manager",
+            "-o",
+            "yaml",
+            "--show-secrets",
+        ]),
+    )
+    .unwrap();
+    assert_eq!(
+        s.ok(&["apply", "-f", p(&real)]).trim(),
+        "secret/ca-key-pair unchanged"
+    );
+    let sd = dir.path().join("sd.yaml");
+    std::fs::write(&sd, "apiVersion: v1\nkind: Secret\nmetadata:\n  name: token\n  namespace: jobs\nstringData:\n  token: s3cr3t-value\nimmutable: true\n").unwrap();
+    assert_eq!(
+        s.ok(&["apply", "-f", p(&sd)]).trim(),
+        "secret/token created"
+    );
+    std::fs::write(&sd, "apiVersion: v1\nkind: Secret\nmetadata:\n  name: token\n  namespace: jobs\nstringData:\n  token: changed\nimmutable: true\n").unwrap();
+    let e = fails(&s, &["apply", "-f", p(&sd)]);
+    assert!(e.contains("immutable") && e.contains("delete"), "{e}");
+}
+
+struct Proc {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+fn start_agent(dir: &Path, server: &ServerProc, port: u16, extra: &[&str]) -> Proc {
+    let bundle = dir.join("bundle.pem");
+    std::fs::write(&bundle, server.ok(&["bundle", "show"])).unwrap();
+    let token = server
+        .ok(&["token", "generate"])
+        .trim()
+        .strip_prefix("Token: ")
+        .unwrap()
+        .to_owned();
+    let socket = dir.join("public").join("api.sock");
+    let log = dir.join("agent.log");
+    let child = Command::new(SIGIL)
+        .args([
+            "agent",
+            "run",
+            "--server-address",
+            &format!("127.0.0.1:{port}"),
+            "--join-token",
+            &token,
+        ])
+        .arg("--trust-bundle")
+        .arg(&bundle)
+        .arg("--data-dir")
+        .arg(dir.join("agent"))
+        .arg("--socket-path")
+        .arg(&socket)
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    Proc { child, log }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool, diag: impl Fn() -> String) {
+    let deadline = Instant::now() + WAIT;
+    while !f() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}:\n{}",
+            diag()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// nginx, looked up in PATH and the sbin directories; `None` after SKIPPED unless CI is set.
+fn nginx_bin() -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    dirs.extend(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from));
+    let found = dirs
+        .into_iter()
+        .map(|d| d.join("nginx"))
+        .find(|p| p.is_file());
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "nginx is not installed and CI is set (.ci/run installs it)"
+        );
+        eprintln!("SKIPPED: nginx is not installed; the Secret delivery test did not run");
+    }
+    found
+}
+
+/// The serial nginx presents, as openssl prints it (`1001`).
+fn served_serial(port: u16, ca: &Path) -> Option<String> {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "openssl s_client -connect 127.0.0.1:{port} -servername localhost -CAfile {} </dev/null 2>/dev/null | openssl x509 -noout -serial",
+            ca.display()
+        ))
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    text.strip_prefix("serial=").map(str::to_owned)
+}
+
+fn secret_yaml(
+    name: &str,
+    ns: &str,
+    deliver_to: Option<&str>,
+    leaf: &(PathBuf, PathBuf),
+    ca: &Path,
+) -> String {
+    let ann = deliver_to
+        .map(|d| format!("  annotations:\n    sigil.io/deliver-to: \"{d}\"\n"))
+        .unwrap_or_default();
+    format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  namespace: {ns}\n{ann}type: kubernetes.io/tls\ndata:\n  tls.crt: {}\n  tls.key: {}\n  ca.crt: {}\n",
+        b64(&leaf.0),
+        b64(&leaf.1),
+        b64(ca)
+    )
+}
+
+#[test]
+fn an_agent_writes_a_secret_as_files_and_nginx_reloads_without_a_failed_request() {
+    let Some(nginx) = nginx_bin() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let s = ServerProc::start_with(
+        &dir.path().join("server"),
+        None,
+        &["--bind-port", &port.to_string()],
+    );
+    let ca = make_ca(dir.path(), "edge-ca");
+    let leaf1 = make_leaf(dir.path(), &ca, "0x1001");
+    let leaf2 = make_leaf(dir.path(), &ca, "0x1002");
+    let files = dir.path().join("secrets");
+    let web = dir.path().join("nginx");
+    std::fs::create_dir_all(web.join("tmp")).unwrap();
+    let reloads = dir.path().join("reloads.log");
+    let reload = format!(
+        "echo \"$SIGIL_CHANGED_SECRETS\" >> {r} && if [ -f {w}/nginx.pid ]; then {n} -p {w} -c {w}/nginx.conf -s reload; fi",
+        r = reloads.display(),
+        w = web.display(),
+        n = nginx.display()
+    );
+    let agent = start_agent(
+        dir.path(),
+        &s,
+        port,
+        &[
+            "--secret-dir",
+            p(&files),
+            "--secret",
+            "edge/web-tls",
+            "--secret-reload-command",
+            &reload,
+        ],
+    );
+
+    // Without the annotation the Secret stays on the server, and the agent says why.
+    let yaml = dir.path().join("web-tls.yaml");
+    std::fs::write(&yaml, secret_yaml("web-tls", "edge", None, &leaf1, &ca.0)).unwrap();
+    s.ok(&["apply", "-f", p(&yaml)]);
+    wait_for(
+        "the agent to report the missing annotation",
+        || agent.log_text().contains("sigil.io/deliver-to annotation"),
+        || agent.log_text(),
+    );
+    assert!(!files.join("edge/web-tls/tls.key").exists());
+
+    // Named for every agent: written, key 0600.
+    std::fs::write(
+        &yaml,
+        secret_yaml("web-tls", "edge", Some("*"), &leaf1, &ca.0),
+    )
+    .unwrap();
+    s.ok(&["apply", "-f", p(&yaml)]);
+    let secret_dir = files.join("edge/web-tls");
+    wait_for(
+        "the Secret's files",
+        || secret_dir.join("tls.key").exists(),
+        || agent.log_text(),
+    );
+    assert_eq!(
+        std::fs::read(secret_dir.join("tls.crt")).unwrap(),
+        std::fs::read(&leaf1.0).unwrap()
+    );
+    assert_eq!(
+        std::fs::read(secret_dir.join("tls.key")).unwrap(),
+        std::fs::read(&leaf1.1).unwrap()
+    );
+    assert_eq!(
+        std::fs::read(secret_dir.join("ca.crt")).unwrap(),
+        std::fs::read(&ca.0).unwrap()
+    );
+    assert_eq!(
+        std::fs::metadata(secret_dir.join("tls.key"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    wait_for(
+        "the first reload",
+        || std::fs::read_to_string(&reloads).is_ok_and(|r| r.contains("edge/web-tls")),
+        || agent.log_text(),
+    );
+
+    // nginx serves the files.
+    let https = free_port();
+    let d = web.display();
+    let conf = format!(
+        "worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{ worker_connections 256; }}\nhttp {{\n    access_log off;\n    client_body_temp_path {d}/tmp;\n    proxy_temp_path {d}/tmp;\n    fastcgi_temp_path {d}/tmp;\n    uwsgi_temp_path {d}/tmp;\n    scgi_temp_path {d}/tmp;\n    server {{\n        listen 127.0.0.1:{https} ssl;\n        ssl_certificate {c};\n        ssl_certificate_key {k};\n        location / {{ return 200 \"ok\\n\"; }}\n    }}\n}}\n",
+        c = secret_dir.join("tls.crt").display(),
+        k = secret_dir.join("tls.key").display(),
+    );
+    std::fs::write(web.join("nginx.conf"), conf).unwrap();
+    let ngx = Proc {
+        child: Command::new(&nginx)
+            .arg("-p")
+            .arg(&web)
+            .arg("-c")
+            .arg(web.join("nginx.conf"))
+            .args(["-g", "daemon off;"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(web.join("stderr.log")).unwrap())
+            .spawn()
+            .unwrap(),
+        log: web.join("error.log"),
+    };
+    wait_for(
+        "nginx to serve serial 1001",
+        || served_serial(https, &ca.0).as_deref() == Some("1001"),
+        || ngx.log_text(),
+    );
+
+    // Requests run throughout the change; none may fail.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
+    let load = {
+        let (stop, ok, failed, ca) = (stop.clone(), ok.clone(), failed.clone(), ca.0.clone());
+        std::thread::spawn(move || {
+            for _ in 0..5000 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let out = Command::new("curl")
+                    .args(["-sS", "--max-time", "5", "--cacert"])
+                    .arg(&ca)
+                    .arg(format!("https://localhost:{https}/"))
+                    .args(["--resolve", &format!("localhost:{https}:127.0.0.1")])
+                    .output()
+                    .unwrap();
+                if out.status.success() && out.stdout == b"ok\n" {
+                    ok.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    eprintln!("request failed: {}", String::from_utf8_lossy(&out.stderr));
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
+    };
+    wait_for(
+        "requests before the change",
+        || ok.load(Ordering::Relaxed) >= 5,
+        String::new,
+    );
+
+    std::fs::write(
+        &yaml,
+        secret_yaml("web-tls", "edge", Some("*"), &leaf2, &ca.0),
+    )
+    .unwrap();
+    s.ok(&["apply", "-f", p(&yaml)]);
+    wait_for(
+        "nginx to serve serial 1002 after the reload",
+        || served_serial(https, &ca.0).as_deref() == Some("1002"),
+        || format!("{}\n{}", agent.log_text(), ngx.log_text()),
+    );
+    let seen = ok.load(Ordering::Relaxed);
+    wait_for(
+        "requests after the change",
+        || ok.load(Ordering::Relaxed) >= seen + 5,
+        String::new,
+    );
+    stop.store(true, Ordering::Relaxed);
+    load.join().unwrap();
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "no request may fail across the reload"
+    );
+    assert_eq!(
+        std::fs::read(secret_dir.join("tls.key")).unwrap(),
+        std::fs::read(&leaf2.1).unwrap()
+    );
+    let log = agent.log_text();
+    assert!(log.contains("reload command succeeded"), "{log}");
+    assert!(
+        !log.contains(&pem_body_line(&leaf2.1)),
+        "the agent log must not hold the key"
+    );
+    assert!(
+        !s.log_text().contains(&pem_body_line(&leaf2.1)),
+        "the server log must not hold the key"
+    );
+    drop(ngx);
+}
