@@ -24,7 +24,7 @@ use super::issue::{self, SecretMeta};
 use super::issuers::{self, ResolvedIssuer};
 use super::plan::{self, IssuePlan};
 use super::status::{CERTIFICATE_REQUEST, StatusRecord, condition};
-use crate::metrics::{CertLabels, CertReadyLabels};
+use crate::metrics::CertLabels;
 use crate::secrets;
 use crate::state::{Shared, now_unix, now_unix_ms};
 
@@ -100,7 +100,7 @@ pub async fn reconcile_all(s: &Shared, series: &mut BTreeSet<CertLabels>) -> Opt
         }
     }
     forget_deleted(s, &seen).await;
-    publish_metrics(s, &certs, series).await;
+    super::metrics::publish(s, &certs, series).await;
     wake
 }
 
@@ -214,7 +214,7 @@ fn ready_message(s: &Shared, spec: &IssuerSpec, secret_ns: &str) -> String {
     }
 }
 
-fn cert_spec(stored: &StoredConfig) -> Result<CertificateSpec, String> {
+pub(super) fn cert_spec(stored: &StoredConfig) -> Result<CertificateSpec, String> {
     let v: serde_json::Value = serde_json::from_str(&stored.body)
         .map_err(|e| format!("stored object is unreadable: {e}"))?;
     serde_json::from_value(v.get("spec").cloned().unwrap_or_default())
@@ -390,7 +390,7 @@ impl Ctx<'_> {
                 Some(expiry.map_or(until, |e| e.min(until)))
             }
             Action::Issue(trigger) => {
-                rec.status.set_condition(
+                let started = rec.status.set_condition(
                     condition(
                         "Issuing",
                         true,
@@ -400,7 +400,10 @@ impl Ctx<'_> {
                     ),
                     &now_s,
                 );
-                rec.event("Normal", "Issuing", &trigger.message, &now_s);
+                // Another replica seeing the same trigger adds nothing (no event repeat).
+                if started {
+                    rec.event("Normal", "Issuing", &trigger.message, &now_s);
+                }
                 let Some(version) = save(self.s, self.key, &old, &rec, version).await else {
                     // Someone else wrote meanwhile (a replica, or `sigil cert renew`): look again.
                     return Some(now + 1);
@@ -437,10 +440,9 @@ impl Ctx<'_> {
         version: i64,
         secret: Option<&secrets::SecretData>,
     ) -> Option<i64> {
-        let mut rec = before.clone();
         let now = now_unix();
         let now_s = rfc3339(now);
-        let revision = rec.status.revision.unwrap_or(0) + 1;
+        let revision = before.status.revision.unwrap_or(0) + 1;
         let plan = self.plan.clone();
         let signing = match &self.issuer.signing {
             issuers::Signing::SelfSigned => issuers::Signing::SelfSigned,
@@ -483,6 +485,52 @@ impl Ctx<'_> {
         let from = format!("{} {:?}", self.issuer.kind, self.issuer.name);
         match &written {
             Ok(issued) => {
+                info!(certificate = %self.key, serial = %issued.serial_hex, not_after = %rfc3339(issued.not_after), issuer = %from, revision, "certificate issued");
+            }
+            Err(e) => {
+                warn!(certificate = %self.key, issuer = %from, error = %e, "certificate issuance failed");
+            }
+        }
+        self.record_request(revision, &written, &now_s).await;
+        // The outcome must land even if another writer (a replica that saw the same trigger,
+        // `sigil cert renew`) touched the row meanwhile: re-read and re-apply on a conflict.
+        let (mut base, mut version) = (before, version);
+        let mut rec = base.clone();
+        for _ in 0..5 {
+            rec = base.clone();
+            self.apply_outcome(&mut rec, &written, revision, now, &now_s, &from);
+            if save(self.s, self.key, &base, &rec, version).await.is_some() {
+                break;
+            }
+            match load(self.s, self.key).await {
+                Some((latest, v)) => (base, version) = (latest, v),
+                None => break,
+            }
+        }
+        match written {
+            Ok(i) => Some(decide::renewal_time(
+                i.not_before,
+                i.not_after,
+                self.plan.renew_before,
+            )),
+            Err(_) => {
+                Some(now + decide::backoff_secs(rec.status.failed_issuance_attempts.unwrap_or(1)))
+            }
+        }
+    }
+
+    /// Applies an issuance's outcome to a status record.
+    fn apply_outcome(
+        &self,
+        rec: &mut StatusRecord,
+        written: &Result<issue::Issued, String>,
+        revision: i64,
+        now: i64,
+        now_s: &str,
+        from: &str,
+    ) {
+        match &written {
+            Ok(issued) => {
                 rec.status.revision = Some(revision);
                 rec.status.failed_issuance_attempts = None;
                 rec.status.last_failure_time = None;
@@ -506,20 +554,19 @@ impl Ctx<'_> {
                         "Certificate is up to date and has not expired",
                         self.generation,
                     ),
-                    &now_s,
+                    now_s,
                 );
                 rec.event(
                     "Normal",
                     "Issuing",
                     &format!("Successfully issued certificate from {from}"),
-                    &now_s,
+                    now_s,
                 );
-                info!(certificate = %self.key, serial = %issued.serial_hex, not_after = %rfc3339(issued.not_after), issuer = %from, revision, "certificate issued");
             }
             Err(e) => {
                 let failed = rec.status.failed_issuance_attempts.unwrap_or(0) + 1;
                 rec.status.failed_issuance_attempts = Some(failed);
-                rec.status.last_failure_time = Some(now_s.clone());
+                rec.status.last_failure_time = Some(now_s.to_owned());
                 rec.sigil.last_failure_unix = Some(now);
                 rec.sigil.failed_spec_hash = self.plan.spec_hash.clone();
                 let msg = format!(
@@ -527,22 +574,9 @@ impl Ctx<'_> {
                 );
                 rec.status.set_condition(
                     condition("Issuing", false, "Failed", msg.clone(), self.generation),
-                    &now_s,
+                    now_s,
                 );
-                rec.event("Warning", "Failed", &msg, &now_s);
-                warn!(certificate = %self.key, issuer = %from, error = %e, attempts = failed, "certificate issuance failed");
-            }
-        }
-        self.record_request(revision, &written, &now_s).await;
-        save(self.s, self.key, &before, &rec, version).await;
-        match written {
-            Ok(i) => Some(decide::renewal_time(
-                i.not_before,
-                i.not_after,
-                self.plan.renew_before,
-            )),
-            Err(_) => {
-                Some(now + decide::backoff_secs(rec.status.failed_issuance_attempts.unwrap_or(1)))
+                rec.event("Warning", "Failed", &msg, now_s);
             }
         }
     }
@@ -708,71 +742,4 @@ async fn forget_deleted(s: &Shared, live: &BTreeSet<(String, String)>) {
             }
         }
     }
-}
-
-/// Sets cert-manager's gauges from the stored status; removes the series of deleted
-/// Certificates.
-async fn publish_metrics(s: &Shared, certs: &[StoredConfig], series: &mut BTreeSet<CertLabels>) {
-    let m = &s.metrics.certmanager;
-    let mut now_series = BTreeSet::new();
-    for stored in certs {
-        let Ok(spec) = cert_spec(stored) else {
-            continue;
-        };
-        let labels = CertLabels {
-            name: stored.key.name.clone(),
-            namespace: stored.key.namespace.clone(),
-            issuer_name: spec.issuer_ref.name.clone(),
-            issuer_kind: spec.issuer_ref.effective_kind().to_owned(),
-            issuer_group: spec.issuer_ref.effective_group().to_owned(),
-        };
-        let rec = match s.ds.get_status(&stored.key).await {
-            Ok(Some(r)) => StatusRecord::parse(&r.body),
-            _ => StatusRecord::default(),
-        };
-        let ts = |t: &Option<String>| t.as_deref().and_then(parse_rfc3339).unwrap_or(0);
-        m.expiration
-            .get_or_create(&labels)
-            .set(ts(&rec.status.not_after));
-        m.renewal
-            .get_or_create(&labels)
-            .set(ts(&rec.status.renewal_time));
-        let current = rec
-            .status
-            .condition("Ready")
-            .map_or("Unknown", |c| c.status.as_str())
-            .to_owned();
-        for cond in ["True", "False", "Unknown"] {
-            m.ready
-                .get_or_create(&ready_labels(&labels, cond))
-                .set(i64::from(cond == current));
-        }
-        now_series.insert(labels);
-    }
-    for gone in series.difference(&now_series) {
-        m.expiration.remove(gone);
-        m.renewal.remove(gone);
-        for cond in ["True", "False", "Unknown"] {
-            m.ready.remove(&ready_labels(gone, cond));
-        }
-    }
-    *series = now_series;
-}
-
-fn ready_labels(l: &CertLabels, condition: &str) -> CertReadyLabels {
-    CertReadyLabels {
-        name: l.name.clone(),
-        namespace: l.namespace.clone(),
-        condition: condition.to_owned(),
-        issuer_name: l.issuer_name.clone(),
-        issuer_kind: l.issuer_kind.clone(),
-        issuer_group: l.issuer_group.clone(),
-    }
-}
-
-/// Unix seconds of an RFC 3339 time.
-pub fn parse_rfc3339(t: &str) -> Option<i64> {
-    time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
-        .ok()
-        .map(|t| t.unix_timestamp())
 }

@@ -6,13 +6,14 @@
 //! - `decide` — readiness, triggers, renewal time, backoff (pure);
 //! - `facts` — Secret bytes ↔ facts and Secret data (pure);
 //! - `status` — the stored status record (pure data);
-//! - `issuers`, `issue`, `controller` — the IO around them.
+//! - `issuers`, `issue`, `controller`, `metrics` — the IO around them.
 
 pub mod controller;
 pub mod decide;
 pub mod facts;
 pub mod issue;
 pub mod issuers;
+pub mod metrics;
 pub mod plan;
 pub mod status;
 
