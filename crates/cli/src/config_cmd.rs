@@ -42,7 +42,7 @@ pub struct ApplyArgs {
 pub struct GetArgs {
     /// Kind: peerauthentications (pa), authorizationpolicies (ap), destinationrules (dr),
     /// serviceentries (se), workloadentries (we), certificates (cert), issuers, clusterissuers,
-    /// namespaces (ns), requestauthentications (ra), or all.
+    /// namespaces (ns), requestauthentications (ra), secrets, or all (every kind but secrets).
     pub kind: String,
     /// Names (all when none).
     pub names: Vec<String>,

@@ -158,7 +158,7 @@ fn api_versions_v1_and_v1beta1_both_accepted() {
         let docs = parse_documents("v.yaml", &text).unwrap();
         assert_eq!(docs[0].api_version(), v);
     }
-    assert_eq!(supported_kinds().len(), 19);
+    assert_eq!(supported_kinds().len(), 20);
 }
 
 fn round_trip_all(docs: &[Resource]) {
