@@ -312,6 +312,44 @@ impl X509Authority {
         })
     }
 
+    /// Signs a certificate whose contents the caller chose (cert-manager's `ca` and `sigil`
+    /// issuers) for the key `spki_der`. The serial is replaced by a random one, `notBefore` is
+    /// `now` (not backdated, as cert-manager: the lifetime is exactly `ttl`) and `notAfter` is
+    /// `now + ttl` clamped to the authority's `notAfter`; everything else in `params` is kept.
+    /// The chain of the result excludes the root.
+    pub fn sign_leaf(
+        &self,
+        mut params: CertificateParams,
+        spki_der: &[u8],
+        ttl: Duration,
+        now: OffsetDateTime,
+    ) -> Result<IssuedCert, CaError> {
+        if ttl.is_zero() {
+            return Err(CaError::ZeroTtl);
+        }
+        self.check_valid_at(now)?;
+        let key = SubjectKey::from_spki_der(spki_der)?;
+        let not_before = now.replace_nanosecond(0).unwrap_or(now);
+        let not_after =
+            template::add(not_before, ttl).map_or(self.not_after, |t| t.min(self.not_after));
+        let serial = Serial::random()?;
+        params.serial_number = Some(serial.to_rcgen());
+        params.not_before = not_before;
+        params.not_after = not_after;
+        params.use_authority_key_identifier_extension = true;
+        let cert_der = self.sign_params(&params, &key)?;
+        let mut chain = Vec::with_capacity(self.chain_tail.len() + 1);
+        chain.push(cert_der.clone());
+        chain.extend(self.chain_tail.iter().cloned());
+        Ok(IssuedCert {
+            cert_der,
+            chain,
+            serial_hex: serial.to_hex(),
+            not_before,
+            not_after,
+        })
+    }
+
     fn check_valid_at(&self, now: OffsetDateTime) -> Result<(), CaError> {
         if now >= self.not_after {
             return Err(CaError::CaExpired {
@@ -376,6 +414,34 @@ impl X509Authority {
     pub fn signer(&self) -> &Arc<dyn Signer> {
         &self.signer
     }
+}
+
+/// Signs `params` with the subject's own key (cert-manager's `selfSigned` issuer): a random
+/// serial, `notBefore = now`, `notAfter = now + ttl`. The chain is the certificate alone.
+pub fn sign_self(
+    mut params: CertificateParams,
+    key: &dyn Signer,
+    ttl: Duration,
+    now: OffsetDateTime,
+) -> Result<IssuedCert, CaError> {
+    if ttl.is_zero() {
+        return Err(CaError::ZeroTtl);
+    }
+    let not_before = now.replace_nanosecond(0).unwrap_or(now);
+    let far = OffsetDateTime::new_utc(time::Date::MAX, time::Time::MIDNIGHT);
+    let not_after = template::add(not_before, ttl).unwrap_or(far);
+    let serial = Serial::random()?;
+    params.serial_number = Some(serial.to_rcgen());
+    params.not_before = not_before;
+    params.not_after = not_after;
+    let cert_der = params.self_signed(&RcgenKey(key))?.der().clone();
+    Ok(IssuedCert {
+        chain: vec![cert_der.clone()],
+        cert_der,
+        serial_hex: serial.to_hex(),
+        not_before,
+        not_after,
+    })
 }
 
 #[cfg(test)]

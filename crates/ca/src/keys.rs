@@ -341,6 +341,36 @@ impl PrivateKey {
         )))
     }
 
+    /// Serialises the private key in its algorithm's traditional PEM form, as cert-manager's
+    /// `PKCS1` encoding does: `RSA PRIVATE KEY` (PKCS#1) or `EC PRIVATE KEY` (SEC1 with the
+    /// curve). Ed25519 has no such form and is written as PKCS#8.
+    pub fn to_pkcs1_pem(&self) -> Result<Zeroizing<String>, CaError> {
+        match &self.inner {
+            Inner::Ecdsa(kp) => {
+                let der: aws_lc_rs::encoding::EcPrivateKeyRfc5915Der<'static> =
+                    AsDer::as_der(&kp.private_key()).map_err(crypto)?;
+                Ok(Zeroizing::new(sigil_spiffe::pem::encode_block(
+                    "EC PRIVATE KEY",
+                    der.as_ref(),
+                )))
+            }
+            Inner::Rsa(_) => {
+                // PKCS#8's privateKey OCTET STRING holds the PKCS#1 RSAPrivateKey.
+                let pkcs8 = self.to_pkcs8_der()?;
+                let bad = || CaError::Crypto("PKCS#8 encoding of an RSA key is malformed".into());
+                let (seq, _) = der::expect(&pkcs8, der::SEQUENCE).ok_or_else(bad)?;
+                let (_version, rest) = der::expect(seq, der::INTEGER).ok_or_else(bad)?;
+                let (_alg, rest) = der::expect(rest, der::SEQUENCE).ok_or_else(bad)?;
+                let (inner, _) = der::expect(rest, der::OCTET_STRING).ok_or_else(bad)?;
+                Ok(Zeroizing::new(sigil_spiffe::pem::encode_block(
+                    "RSA PRIVATE KEY",
+                    inner,
+                )))
+            }
+            Inner::Ed25519(_) => self.to_pkcs8_pem(),
+        }
+    }
+
     /// Signs `message` with this key's signature algorithm (see [`KeyType`]).
     pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, CaError> {
         match &self.inner {

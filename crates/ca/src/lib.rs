@@ -34,7 +34,7 @@ mod x509;
 #[cfg(test)]
 mod testutil;
 
-pub use authority::{IssuedCert, SvidRequest, X509Authority};
+pub use authority::{IssuedCert, SvidRequest, X509Authority, sign_self};
 pub use error::{Blame, CaError, KeyProblem};
 pub use jwt::{JwtAlg, JwtJournal, JwtKeyConfig, JwtKeyManager, JwtSvid};
 pub use keys::{KeyType, PrivateKey};

@@ -60,7 +60,7 @@ impl Serial {
         hex::encode(self.0)
     }
 
-    fn to_rcgen(self) -> SerialNumber {
+    pub(crate) fn to_rcgen(self) -> SerialNumber {
         SerialNumber::from_slice(&self.0)
     }
 }

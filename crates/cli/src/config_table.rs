@@ -50,6 +50,20 @@ fn join_at(v: &Value, path: &[&str]) -> String {
     }
 }
 
+/// The `Ready` condition's message (cert-manager's wide STATUS column).
+fn ready_message(v: &Value) -> String {
+    v.get("status")
+        .and_then(|s| s.get("conditions"))
+        .and_then(Value::as_array)
+        .and_then(|cs| {
+            cs.iter()
+                .find(|c| c.get("type").and_then(Value::as_str) == Some("Ready"))
+        })
+        .and_then(|c| c.get("message").and_then(Value::as_str))
+        .unwrap_or("")
+        .to_owned()
+}
+
 /// The `Ready` condition's status from `status.conditions`, as cert-manager prints it.
 fn ready(v: &Value) -> String {
     v.get("status")
@@ -72,7 +86,7 @@ fn columns(kind: &str, wide: bool) -> (Vec<&'static str>, Vec<&'static str>) {
         "DestinationRule" => (&["HOST"], &["TLS MODE"]),
         "ServiceEntry" => (&["HOSTS", "LOCATION", "RESOLUTION"], &[]),
         "WorkloadEntry" => (&["ADDRESS"], &["SERVICE ACCOUNT"]),
-        "Certificate" => (&["READY", "SECRET"], &["ISSUER"]),
+        "Certificate" => (&["READY", "SECRET"], &["ISSUER", "STATUS"]),
         "Issuer" | "ClusterIssuer" => (&["READY"], &[]),
         "Namespace" => (&["STATUS"], &[]),
         "Secret" => (&["TYPE", "DATA"], &[]),
@@ -114,6 +128,7 @@ fn cell(kind: &str, column: &str, v: &Value) -> String {
         ("Certificate", "READY") | ("Issuer", "READY") | ("ClusterIssuer", "READY") => ready(v),
         ("Certificate", "SECRET") => str_at(v, &["spec", "secretName"]).into(),
         ("Certificate", "ISSUER") => str_at(v, &["spec", "issuerRef", "name"]).into(),
+        ("Certificate", "STATUS") => ready_message(v),
         ("Namespace", "STATUS") => "Active".into(),
         ("Secret", "TYPE") => match str_at(v, &["type"]) {
             "" => "Opaque".into(),

@@ -22,6 +22,9 @@ use crate::live::{self, human_duration, print_json};
 pub enum DescribeCmd {
     /// A workload: identity, entry, SVID, mTLS per port, DestinationRules, authorization.
     Workload(DescribeWorkloadArgs),
+    /// A cert-manager Certificate: spec, status, conditions, CertificateRequests, events.
+    #[command(alias = "certificates", alias = "cert")]
+    Certificate(crate::cert_cmd::CertRefArgs),
 }
 
 #[derive(Debug, Args)]
@@ -39,6 +42,7 @@ pub struct DescribeWorkloadArgs {
 pub async fn run(c: DescribeCmd) -> Result<(), (u8, anyhow::Error)> {
     match c {
         DescribeCmd::Workload(a) => workload(a).await,
+        DescribeCmd::Certificate(a) => crate::cert_cmd::describe(a).await,
     }
 }
 

@@ -4,6 +4,7 @@ mod admin;
 mod agent_cmd;
 mod analyze_cmd;
 mod authz_cmd;
+mod cert_cmd;
 mod config_cmd;
 mod config_table;
 mod create_cmd;
@@ -86,6 +87,9 @@ enum Cmd {
     /// Certificates: inspect, verify against a bundle, mint an X.509-SVID.
     #[command(subcommand)]
     X509(x509_cmd::X509Cmd),
+    /// cert-manager Certificates: status (like cmctl status), renew (like cmctl renew).
+    #[command(subcommand)]
+    Cert(cert_cmd::CertCmd),
     /// Runs the payments example (examples/payments) end to end: server, agent, three apps and
     /// their proxies as real processes, then a table of checks; exit 0 when all pass.
     Demo(demo::DemoArgs),
@@ -152,6 +156,9 @@ struct ServerRunArgs {
     /// Stable name of this server replica (default: generated once and kept in the data dir).
     #[arg(long = "server-id")]
     server_id: Option<String>,
+    /// Namespace whose Secrets ClusterIssuers use (default cert-manager).
+    #[arg(long = "cluster-resource-namespace")]
+    cluster_resource_namespace: Option<String>,
     /// Log filter (error, warn, info, debug, trace or a tracing directive).
     #[arg(long = "log-level", default_value = "info")]
     log_level: String,
@@ -218,6 +225,7 @@ async fn server_run(a: ServerRunArgs) -> Result<(), (u8, anyhow::Error)> {
         upstream_ca_key: a.upstream_ca_key,
         x509pop_ca_bundle: a.x509pop_ca_bundle,
         server_id: a.server_id,
+        cluster_resource_namespace: a.cluster_resource_namespace,
     };
     let cfg = ServerConfig::resolve(file.merge(flags)).map_err(|e| cfg_err(e.into()))?;
     let mut bound = sigil_server::build(cfg).await.map_err(|e| (1, e))?;
@@ -269,6 +277,7 @@ async fn dispatch(cli: Cli) -> Result<(), (u8, anyhow::Error)> {
         Cmd::Analyze(a) => analyze_cmd::run(a).await,
         Cmd::Diagnose(c) => diagnose::run(c).await,
         Cmd::X509(c) => x509_cmd::run(c).await,
+        Cmd::Cert(c) => cert_cmd::run(c).await,
         Cmd::Demo(a) => demo::run(a).await,
     }
 }

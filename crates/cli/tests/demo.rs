@@ -122,6 +122,7 @@ fn the_demo_passes_every_check_and_leaves_nothing_behind() {
         "rotation: requests during",
         "billing proxy /certs",
         "billing proxy /stats ssl.handshake",
+        "cert-manager: billing-service-cert from ClusterIssuer internal-ca",
     ] {
         assert!(
             rows.iter().any(|r| r.starts_with(check)),

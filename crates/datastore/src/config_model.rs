@@ -187,7 +187,7 @@ fn check_text(key: &ConfigKey, what: &str, value: &str, max: usize, key_part: bo
 }
 
 /// The body must be one JSON object of at most [`MAX_CONFIG_BODY_BYTES`].
-fn check_body(key: &ConfigKey, body: &str) -> Result<()> {
+pub(crate) fn check_body(key: &ConfigKey, body: &str) -> Result<()> {
     if body.len() > MAX_CONFIG_BODY_BYTES {
         return Err(Error::Invalid(format!(
             "configuration object {key}: body is {} bytes, more than the {MAX_CONFIG_BODY_BYTES} \

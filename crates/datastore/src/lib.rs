@@ -49,5 +49,5 @@ pub use open::{ACCEPTED_FORMS, Clock, Location, OpenOptions, open, open_location
 pub use selector::{Selector, SelectorMatch, normalize_selectors};
 pub use store::{
     AgentStore, BundleStore, CaJournalStore, ConfigStore, DataStore, EntryStore, IssuedCertStore,
-    JoinTokenStore, ProxyStatusRecord, ProxyStatusStore,
+    JoinTokenStore, ProxyStatusRecord, ProxyStatusStore, ResourceStatusStore, StoredStatus,
 };

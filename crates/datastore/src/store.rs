@@ -219,6 +219,60 @@ pub trait ProxyStatusStore: Send + Sync {
     async fn prune_proxy_status(&self, before: i64) -> Result<u64>;
 }
 
+/// The status of a cert-manager resource (or a CertificateRequest record) as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredStatus {
+    pub key: ConfigKey,
+    /// Opaque JSON object (the server's encoding).
+    pub body: String,
+    /// Grows by one with every [`ResourceStatusStore::put_status`]; 0 for a row that only a
+    /// lease created.
+    pub version: i64,
+    /// The replica holding the issuing lease (empty: none).
+    pub lease_owner: String,
+    /// Unix milliseconds until which the lease holds.
+    pub lease_until_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+/// Status the Certificate controller keeps for cert-manager resources, shared by the server
+/// replicas. Not configuration: writes do not move the store revision.
+#[async_trait]
+pub trait ResourceStatusStore: Send + Sync {
+    async fn get_status(&self, key: &ConfigKey) -> Result<Option<StoredStatus>>;
+
+    /// The rows of `kind` (in `namespace` when given), ordered by namespace and name.
+    async fn list_status(&self, kind: &str, namespace: Option<&str>) -> Result<Vec<StoredStatus>>;
+
+    /// Writes `body` if the stored version is `expected_version` (0: no status yet, or a row
+    /// only a lease created); returns the new version. `Conflict` when another writer got there
+    /// first; `Invalid` for a bad key or a body that is not a JSON object.
+    async fn put_status(
+        &self,
+        key: &ConfigKey,
+        body: String,
+        expected_version: i64,
+        now_ms: i64,
+    ) -> Result<i64>;
+
+    /// Takes (or extends) the issuing lease of `key` for `owner` until `until_ms` when nobody
+    /// else holds it at `now_ms`; returns whether `owner` holds it now. Of two replicas racing,
+    /// exactly one wins.
+    async fn acquire_status_lease(
+        &self,
+        key: &ConfigKey,
+        owner: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> Result<bool>;
+
+    /// Gives the lease up if `owner` holds it.
+    async fn release_status_lease(&self, key: &ConfigKey, owner: &str) -> Result<()>;
+
+    /// Deletes the row; returns whether there was one.
+    async fn delete_status(&self, key: &ConfigKey) -> Result<bool>;
+}
+
 /// The whole datastore.
 #[async_trait]
 pub trait DataStore:
@@ -230,6 +284,7 @@ pub trait DataStore:
     + IssuedCertStore
     + ConfigStore
     + ProxyStatusStore
+    + ResourceStatusStore
 {
     fn backend(&self) -> Backend;
 

@@ -520,6 +520,24 @@ impl Admin for AdminApi {
             server_id: s.server_id.clone(),
         }))
     }
+
+    async fn describe_certificate(
+        &self,
+        req: Request<api::CertificateRef>,
+    ) -> Result<Response<api::DescribeCertificateResponse>, Status> {
+        crate::certs::describe(&self.shared, req.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn renew_certificate(
+        &self,
+        req: Request<api::CertificateRef>,
+    ) -> Result<Response<api::DescribeCertificateResponse>, Status> {
+        crate::certs::renew(&self.shared, req.into_inner())
+            .await
+            .map(Response::new)
+    }
 }
 
 #[cfg(test)]

@@ -322,6 +322,11 @@ impl CaHandle {
         Ok(issued(c))
     }
 
+    /// The active signing authority (for the `sigil` cert-manager issuer).
+    pub fn active_authority(&self) -> Option<Arc<sigil_ca::X509Authority>> {
+        self.lock().active()
+    }
+
     /// The roots of the own trust domain, as published.
     pub fn trusted_roots(&self) -> Vec<CertificateDer<'static>> {
         self.trusted

@@ -74,6 +74,8 @@ pub struct FileConfig {
     pub upstream_ca_key: Option<PathBuf>,
     pub x509pop_ca_bundle: Option<PathBuf>,
     pub server_id: Option<String>,
+    /// Where ClusterIssuers read their Secrets (cert-manager's `--cluster-resource-namespace`).
+    pub cluster_resource_namespace: Option<String>,
 }
 
 impl FileConfig {
@@ -101,6 +103,9 @@ impl FileConfig {
             upstream_ca_key: over.upstream_ca_key.or(self.upstream_ca_key),
             x509pop_ca_bundle: over.x509pop_ca_bundle.or(self.x509pop_ca_bundle),
             server_id: over.server_id.or(self.server_id),
+            cluster_resource_namespace: over
+                .cluster_resource_namespace
+                .or(self.cluster_resource_namespace),
         }
     }
 }
@@ -135,6 +140,8 @@ pub struct ServerConfig {
     pub x509pop_ca_bundle: Option<PathBuf>,
     /// Names this server's intermediate CA and journal; stable across restarts.
     pub server_id: Option<String>,
+    /// The namespace ClusterIssuers read their Secrets from (default `cert-manager`).
+    pub cluster_resource_namespace: String,
 }
 
 impl ServerConfig {
@@ -216,7 +223,20 @@ impl ServerConfig {
                 });
             }
         };
+        let cluster_resource_namespace = f
+            .cluster_resource_namespace
+            .unwrap_or_else(|| DEFAULT_CLUSTER_RESOURCE_NAMESPACE.to_owned());
+        if !is_dns_label(&cluster_resource_namespace) {
+            return Err(ConfigError::Invalid {
+                field: "cluster_resource_namespace",
+                value: cluster_resource_namespace,
+                reason: "must be a Kubernetes namespace name (lowercase letters, digits and '-', \
+                         at most 63 characters)"
+                    .into(),
+            });
+        }
         Ok(ServerConfig {
+            cluster_resource_namespace,
             trust_domain,
             data_dir,
             datastore,
@@ -233,6 +253,19 @@ impl ServerConfig {
             server_id: f.server_id,
         })
     }
+}
+
+/// cert-manager's default cluster resource namespace.
+pub const DEFAULT_CLUSTER_RESOURCE_NAMESPACE: &str = "cert-manager";
+
+/// An RFC 1123 label, as Kubernetes namespace names are.
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
 }
 
 /// Parses `90s`, `15m`, `1h`, `24h`, `7d`, `1h30m` or a bare number of seconds.

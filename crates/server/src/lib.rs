@@ -6,6 +6,7 @@ pub mod admin_client;
 mod admin_mint;
 pub mod authz;
 pub mod ca_handle;
+pub mod certs;
 pub mod config;
 mod convert;
 mod jwt_api;
@@ -142,6 +143,7 @@ pub async fn build(cfg: ServerConfig) -> anyhow::Result<Bound> {
         metrics,
         x509pop_roots,
         proxies: Default::default(),
+        certs: Default::default(),
         secrets,
     });
     shared.refresh_counts().await;
@@ -283,6 +285,11 @@ pub async fn build(cfg: ServerConfig) -> anyhow::Result<Bound> {
             }
         }
     });
+
+    // cert-manager Certificates: issue, renew, keep status.
+    let s = shared.clone();
+    let rx = shutdown_rx.clone();
+    tasks.spawn(async move { certs::controller::run(s, rx).await });
 
     info!(
         trust_domain = %cfg.trust_domain,

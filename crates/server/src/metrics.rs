@@ -38,9 +38,76 @@ pub struct ResultLabel {
     pub result: String,
 }
 
+/// cert-manager's certificate labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+pub struct CertLabels {
+    pub name: String,
+    pub namespace: String,
+    pub issuer_name: String,
+    pub issuer_kind: String,
+    pub issuer_group: String,
+}
+
+/// cert-manager's certificate labels plus the Ready condition status.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CertReadyLabels {
+    pub name: String,
+    pub namespace: String,
+    /// `True`, `False` or `Unknown`.
+    pub condition: String,
+    pub issuer_name: String,
+    pub issuer_kind: String,
+    pub issuer_group: String,
+}
+
+/// cert-manager's metrics, under cert-manager's names (no `sigil_server_` prefix) so its
+/// dashboards and alerts work unchanged.
+pub struct CertManagerMetrics {
+    registry: Registry,
+    /// `certmanager_certificate_expiration_timestamp_seconds`: notAfter, unix seconds.
+    pub expiration: Family<CertLabels, Gauge>,
+    /// `certmanager_certificate_renewal_timestamp_seconds`: renewal time, unix seconds.
+    pub renewal: Family<CertLabels, Gauge>,
+    /// `certmanager_certificate_ready_status`: 1 for the current Ready status, 0 for the others.
+    pub ready: Family<CertReadyLabels, Gauge>,
+}
+
+impl CertManagerMetrics {
+    fn new() -> Self {
+        let mut registry = Registry::with_prefix("certmanager");
+        let expiration = Family::<CertLabels, Gauge>::default();
+        registry.register(
+            "certificate_expiration_timestamp_seconds",
+            "The timestamp after which the certificate expires, expressed in Unix Epoch Time",
+            expiration.clone(),
+        );
+        let renewal = Family::<CertLabels, Gauge>::default();
+        registry.register(
+            "certificate_renewal_timestamp_seconds",
+            "The timestamp after which the certificate should be renewed, expressed in Unix \
+             Epoch Time",
+            renewal.clone(),
+        );
+        let ready = Family::<CertReadyLabels, Gauge>::default();
+        registry.register(
+            "certificate_ready_status",
+            "The ready status of the certificate",
+            ready.clone(),
+        );
+        CertManagerMetrics {
+            registry,
+            expiration,
+            renewal,
+            ready,
+        }
+    }
+}
+
 /// The server's metrics.
 pub struct Metrics {
     registry: Registry,
+    /// cert-manager's certificate metrics.
+    pub certmanager: CertManagerMetrics,
     pub svids: Family<SvidLabels, Counter>,
     pub attestations: Family<AttestLabels, Counter>,
     /// notAfter (unix seconds) of the active signing CA.
@@ -128,6 +195,7 @@ impl Metrics {
         );
         Metrics {
             registry,
+            certmanager: CertManagerMetrics::new(),
             proxies,
             proxy_reports,
             secret_deliveries,
@@ -164,7 +232,10 @@ impl Metrics {
     pub fn encode(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        use prometheus_client::encoding::text::{encode_eof, encode_registry};
+        let _ = encode_registry(&mut out, &self.registry);
+        let _ = encode_registry(&mut out, &self.certmanager.registry);
+        let _ = encode_eof(&mut out);
         out
     }
 }

@@ -40,6 +40,8 @@ pub struct Shared {
     pub x509pop_roots: Option<Vec<CertificateDer<'static>>>,
     /// The proxies agents report (in memory, per replica).
     pub proxies: crate::proxies::ProxyRegistry,
+    /// Wakes the Certificate controller.
+    pub certs: crate::certs::CertsHandle,
     /// Seals and opens `Secret` values.
     pub secrets: crate::secrets::SecretKeyring,
 }

@@ -5,9 +5,12 @@
 //! - [`mesh`]: the example YAML compiled in, the ports, the proxy configs from the templates;
 //! - [`setup`]: server, agent, entries, apps and proxies, each a child `sigil` process;
 //! - [`story`]: PERMISSIVE → STRICT → the three debugging errors → rotation → admin views;
+//! - [`certificate`]: the cert-manager section (ClusterIssuer `internal-ca`, Certificate
+//!   `billing-service-cert`) as one check;
 //! - [`app`]: the demo app (`sigil demo app`, hidden) and the demo's HTTP client.
 
 mod app;
+mod certificate;
 mod mesh;
 mod procs;
 mod setup;
@@ -242,6 +245,7 @@ async fn demo(
         println!("endpoints: {}", p.display());
     }
     story::run(&mesh, table).await?;
+    certificate::run(&mesh, table).await?;
     table.finished = true;
     if a.keep_running {
         println!("\n{}", table.render());

@@ -265,7 +265,9 @@ pub async fn get(s: &Shared, req: api::GetConfigRequest) -> Result<api::GetConfi
                     info.plural, info.group, req.name
                 )));
             };
-            out.push(render_for_get(s, &found, req.show_secrets)?);
+            out.push(
+                crate::certs::attach_status(s, render_for_get(s, &found, req.show_secrets)?).await,
+            );
             continue;
         }
         let ns = if !info.namespaced || req.all_namespaces {
@@ -280,7 +282,9 @@ pub async fn get(s: &Shared, req: api::GetConfigRequest) -> Result<api::GetConfi
                 .await
                 .map_err(ds_status)?
         {
-            out.push(render_for_get(s, &stored, req.show_secrets)?);
+            out.push(
+                crate::certs::attach_status(s, render_for_get(s, &stored, req.show_secrets)?).await,
+            );
         }
     }
     Ok(api::GetConfigResponse {

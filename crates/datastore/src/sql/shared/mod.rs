@@ -10,6 +10,7 @@ mod bundles;
 mod config;
 mod entries;
 mod issued;
+mod resource_status;
 mod status;
 mod tokens;
 
