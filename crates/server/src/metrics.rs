@@ -38,6 +38,12 @@ pub struct ResultLabel {
     pub result: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// RFC 5280 reason name (`keyCompromise`, …).
+    pub reason: String,
+}
+
 /// The server's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -57,6 +63,12 @@ pub struct Metrics {
     pub proxies: Gauge,
     /// Proxy reports by result (ok, refused).
     pub proxy_reports: Family<ResultLabel, Counter>,
+    /// Certificates revoked through this replica, by reason.
+    pub revocations: Family<ReasonLabel, Counter>,
+    /// Revoked certificates not yet expired (the size of the revocation list).
+    pub revoked: Gauge,
+    /// CRL signings, by result (ok, error).
+    pub crl_publications: Family<ResultLabel, Counter>,
 }
 
 impl Metrics {
@@ -118,7 +130,28 @@ impl Metrics {
             "Agents' proxy status reports, by result (ok, refused)",
             proxy_reports.clone(),
         );
+        let revocations = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "revocations",
+            "Certificates revoked through this replica, by RFC 5280 reason",
+            revocations.clone(),
+        );
+        let revoked = Gauge::default();
+        registry.register(
+            "revoked_certificates",
+            "Revoked certificates that have not expired yet (pushed to every proxy, in the CRLs)",
+            revoked.clone(),
+        );
+        let crl_publications = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "crl_publications",
+            "CRLs signed and published, by result (ok, error)",
+            crl_publications.clone(),
+        );
         Metrics {
+            revocations,
+            revoked,
+            crl_publications,
             registry,
             proxies,
             proxy_reports,

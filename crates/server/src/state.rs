@@ -40,6 +40,8 @@ pub struct Shared {
     pub x509pop_roots: Option<Vec<CertificateDer<'static>>>,
     /// The proxies agents report (in memory, per replica).
     pub proxies: crate::proxies::ProxyRegistry,
+    /// This replica's CRLs.
+    pub crl: crate::crl::CrlPublisher,
 }
 
 /// An SVID of this trust domain, verified.

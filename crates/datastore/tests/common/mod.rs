@@ -10,6 +10,7 @@ mod agents;
 mod config;
 mod entries;
 mod misc;
+mod revocations;
 mod status;
 
 use std::sync::Arc;
@@ -19,6 +20,7 @@ pub use agents::*;
 pub use config::*;
 pub use entries::*;
 pub use misc::*;
+pub use revocations::*;
 use sigil_datastore::{
     DataStore, EntrySpec, ListEntriesFilter, OpenOptions, Page, Pagination, RegistrationEntry,
     Selector, open,
@@ -61,6 +63,7 @@ macro_rules! conformance_tests {
             config_persists_across_reopen,
             config_upgrade_from_0001,
             proxy_status,
+            revocations,
         );
     };
     (@cases $runner:ident; $($case:ident),* $(,)?) => {

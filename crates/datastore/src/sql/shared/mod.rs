@@ -10,6 +10,7 @@ mod bundles;
 mod config;
 mod entries;
 mod issued;
+mod revocations;
 mod status;
 mod tokens;
 
