@@ -48,9 +48,25 @@ struct FileResource {
 }
 
 #[derive(Serialize, Deserialize)]
+struct FileRevoked {
+    serial: String,
+    spiffe_id: String,
+    reason: String,
+    revoked_at: i64,
+    not_after: i64,
+    #[serde(default)]
+    entry_id: String,
+    #[serde(default)]
+    agent_id: String,
+}
+
+#[derive(Serialize, Deserialize)]
 struct FileSnapshot {
     revision: i64,
     resources: Vec<FileResource>,
+    /// Revoked certificates (absent in files written before revocation existed).
+    #[serde(default)]
+    revoked: Vec<FileRevoked>,
 }
 
 fn to_file(s: &ConfigSnapshot) -> FileSnapshot {
@@ -67,6 +83,19 @@ fn to_file(s: &ConfigSnapshot) -> FileSnapshot {
                 json: r.json.clone(),
                 generation: r.generation,
                 revision: r.revision,
+            })
+            .collect(),
+        revoked: s
+            .revoked
+            .iter()
+            .map(|r| FileRevoked {
+                serial: r.serial.clone(),
+                spiffe_id: r.spiffe_id.clone(),
+                reason: r.reason.clone(),
+                revoked_at: r.revoked_at,
+                not_after: r.not_after,
+                entry_id: r.entry_id.clone(),
+                agent_id: r.agent_id.clone(),
             })
             .collect(),
     }
@@ -86,6 +115,19 @@ fn from_file(f: FileSnapshot) -> ConfigSnapshot {
                 json: r.json,
                 generation: r.generation,
                 revision: r.revision,
+            })
+            .collect(),
+        revoked: f
+            .revoked
+            .into_iter()
+            .map(|r| pb::RevokedCertificate {
+                serial: r.serial,
+                spiffe_id: r.spiffe_id,
+                reason: r.reason,
+                revoked_at: r.revoked_at,
+                not_after: r.not_after,
+                entry_id: r.entry_id,
+                agent_id: r.agent_id,
             })
             .collect(),
     }

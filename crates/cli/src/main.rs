@@ -15,6 +15,7 @@ mod live;
 mod ops;
 mod output;
 mod proxy_cmd;
+mod revoke_cmd;
 mod spire_flags;
 mod status_cmd;
 mod x509_cmd;
