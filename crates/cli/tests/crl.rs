@@ -125,6 +125,16 @@ fn mint(s: &ServerProc, dir: &Path, name: &str, dns: Option<&str>) -> (PathBuf, 
     (out, serial)
 }
 
+/// `sigil x509 inspect -o json` of a file.
+fn common_inspect(file: &Path) -> serde_json::Value {
+    let o = Command::new(common::SIGIL)
+        .args(["x509", "inspect", "--no-svid", "-o", "json"])
+        .arg(file)
+        .output()
+        .unwrap();
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
 /// A relying party process, killed on drop.
 struct Peer {
     child: Child,
@@ -211,8 +221,9 @@ struct Setup {
     web: PathBuf,
 }
 
-/// A server with an upstream CA and CRLs, three SVIDs, one of them revoked.
-fn setup() -> Setup {
+/// A server with CRLs (under an upstream CA, or self-signed), three SVIDs, one of them
+/// revoked.
+fn setup(upstream: bool) -> Setup {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_owned();
     let (crt, key) = openssl_upstream(&dir);
@@ -220,22 +231,25 @@ fn setup() -> Setup {
     let crl_port = free_port();
     let listen = format!("127.0.0.1:{crl_port}");
     let url = format!("http://127.0.0.1:{crl_port}");
-    let server = ServerProc::start_with(
-        &dir.join("server"),
-        None,
-        &[
-            "--upstream-ca-cert",
-            crt.to_str().unwrap(),
-            "--upstream-ca-key",
-            key.to_str().unwrap(),
-            "--crl-dir",
-            crl_dir.to_str().unwrap(),
-            "--crl-listen",
-            &listen,
-            "--crl-url",
-            &url,
-        ],
-    );
+    let mut args = vec![
+        "--crl-dir".to_owned(),
+        crl_dir.to_str().unwrap().to_owned(),
+        "--crl-listen".to_owned(),
+        listen,
+        "--crl-url".to_owned(),
+        url,
+    ];
+    if upstream {
+        args.extend([
+            "--upstream-ca-cert".to_owned(),
+            crt.to_str().unwrap().to_owned(),
+            "--upstream-ca-key".to_owned(),
+            key.to_str().unwrap().to_owned(),
+        ]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = ServerProc::start_with(&dir.join("server"), None, &args);
+    let cas = if upstream { 2 } else { 1 };
     let (good, _) = mint(&server, &dir, "good", None);
     let (bad, bad_serial) = mint(&server, &dir, "bad", None);
     let (web, _) = mint(&server, &dir, "web", Some("localhost"));
@@ -284,7 +298,7 @@ fn setup() -> Setup {
             .to_ascii_lowercase()
             .replace(':', "")
             .contains(&bad_serial)
-            && in_all == 2
+            && in_all == cas
         {
             break;
         }
@@ -309,7 +323,7 @@ fn setup() -> Setup {
 
 #[test]
 fn the_server_publishes_signed_crls_that_openssl_verifies() {
-    let s = setup();
+    let s = setup(true);
     // Every certificate the CRLs can be signed by: the upstream root and the intermediate.
     let cas = s.dir.join("cas.pem");
     std::fs::write(
@@ -399,6 +413,44 @@ fn the_server_publishes_signed_crls_that_openssl_verifies() {
         .server
         .cli(&["x509", "revoke", "--serial", "ab", "--reason", "stolen"]);
     assert_eq!(o.status.code(), Some(64));
+    // This replica's intermediate (under the upstream CA) can be revoked too: the upstream
+    // CA's CRL lists it.
+    let o = common_inspect(&s.good.join("svid.pem"));
+    let inter = o["certificates"][1]["serial"]
+        .as_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    let inter = inter.replace(':', "");
+    let inter = inter.trim_start_matches('0').to_owned();
+    let out = s.server.ok(&[
+        "x509",
+        "revoke",
+        "--serial",
+        &inter,
+        "--reason",
+        "cACompromise",
+    ]);
+    assert!(out.contains("spiffe://cluster.local "), "{out}");
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        let listed = ders.iter().any(|der| {
+            let (_, text) = run(Command::new("openssl")
+                .args(["crl", "-inform", "DER", "-noout", "-text", "-in"])
+                .arg(der));
+            text.contains("CA Compromise")
+                && text.to_ascii_lowercase().replace(':', "").contains(&inter)
+                && !text.contains("Key Compromise")
+        });
+        if listed {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no CRL lists the intermediate {inter}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
     let o = s.server.cli(&["x509", "revoke", "--serial", "abcdef"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
@@ -410,8 +462,11 @@ fn the_server_publishes_signed_crls_that_openssl_verifies() {
 
 #[test]
 fn nginx_ssl_crl_rejects_the_revoked_client_and_accepts_the_other() {
+    // nginx checks the whole chain (X509_V_FLAG_CRL_CHECK_ALL): it needs a CRL from the root,
+    // which only an upstream CA (whose key the server holds) can sign.
+    let upstream = true;
     let Some(bin) = require("nginx") else { return };
-    let s = setup();
+    let s = setup(upstream);
     let port = free_port();
     let d = s.dir.join("nginx");
     std::fs::create_dir_all(d.join("tmp")).unwrap();
@@ -480,7 +535,7 @@ fn haproxy_crl_file_rejects_the_revoked_client_and_accepts_the_other() {
     let Some(bin) = require("haproxy") else {
         return;
     };
-    let s = setup();
+    let s = setup(true);
     let port = free_port();
     let d = s.dir.join("haproxy");
     std::fs::create_dir_all(&d).unwrap();

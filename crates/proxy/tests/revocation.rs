@@ -211,6 +211,13 @@ async fn revoked_client_is_cut_off_within_a_second() {
     assert!(again.revoked.is_empty());
     assert_eq!(again.already_revoked, 1);
 
+    // Counted by reason on the server (the repeat is not counted again).
+    let metrics = server.shared.metrics.encode();
+    assert!(
+        metrics.contains("sigil_server_revocations_total{reason=\"keyCompromise\"} 1\n"),
+        "{metrics}"
+    );
+
     // Bad requests say what is wrong.
     let e = admin
         .revoke_x509(api::RevokeX509Request {

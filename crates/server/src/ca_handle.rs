@@ -52,8 +52,8 @@ pub struct CaHandle {
 pub struct CrlAuthority {
     pub authority: Arc<sigil_ca::X509Authority>,
     /// True for this replica's signing CA (it lists the SVIDs this server issued); false for
-    /// the upstream CA (its CRL lists no intermediate today, but OpenSSL peers that check the
-    /// whole chain, like nginx and HAProxy, need a CRL from every CA in it).
+    /// the upstream CA (its CRL lists this replica's revoked intermediates; OpenSSL peers that
+    /// check the whole chain, like nginx and HAProxy, need a CRL from every CA in it).
     pub signs_svids: bool,
 }
 
@@ -381,6 +381,23 @@ impl CaHandle {
         };
         let left = at - now_odt();
         Some(Duration::try_from(left).unwrap_or(Duration::ZERO))
+    }
+
+    /// This replica's CA certificates that are not trust anchors (intermediates under an
+    /// upstream CA), as (serial in the datastore's normal form, notAfter unix seconds).
+    pub fn intermediate_serials(&self) -> Vec<(String, i64)> {
+        let m = self.lock();
+        m.journal()
+            .entries
+            .iter()
+            .filter(|e| e.ca_cert != e.root_cert)
+            .filter_map(|e| {
+                let (_, c) = x509_parser::parse_x509_certificate(&e.ca_cert).ok()?;
+                let serial =
+                    sigil_datastore::normalize_serial(&hex::encode(c.raw_serial())).ok()?;
+                Some((serial, e.not_after.unix_timestamp()))
+            })
+            .collect()
     }
 
     /// The id (subject key id, hex) of the active signing CA.

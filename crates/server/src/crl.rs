@@ -136,16 +136,22 @@ impl CrlPublisher {
             s.ds.list_revocations()
                 .await
                 .context("cannot read the revocations")?;
-        let ours: Vec<RevokedSerial> = all
-            .iter()
-            .filter(|r| r.issued_by == s.server_id && r.not_after >= now.unix_timestamp())
-            .map(|r| RevokedSerial {
-                serial_hex: r.serial_hex.clone(),
-                revoked_at: OffsetDateTime::from_unix_timestamp(r.revoked_at)
-                    .unwrap_or(OffsetDateTime::UNIX_EPOCH),
-                reason: r.reason.parse().unwrap_or(Reason::Unspecified),
-            })
-            .collect();
+        // An intermediate CA (recorded with the trust domain's ID) is listed by its issuer,
+        // the upstream CA; everything else by this replica's signing CA.
+        let listed = |ca: bool| -> Vec<RevokedSerial> {
+            all.iter()
+                .filter(|r| r.issued_by == s.server_id && r.not_after >= now.unix_timestamp())
+                .filter(|r| r.spiffe_id.is_root() == ca)
+                .map(|r| RevokedSerial {
+                    serial_hex: r.serial_hex.clone(),
+                    revoked_at: OffsetDateTime::from_unix_timestamp(r.revoked_at)
+                        .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+                    reason: r.reason.parse().unwrap_or(Reason::Unspecified),
+                })
+                .collect()
+        };
+        let ours = listed(false);
+        let intermediates = listed(true);
         s.metrics.revoked.set(all.len() as i64);
         let authorities = s.ca.crl_authorities();
         let active_ca = authorities
@@ -160,7 +166,7 @@ impl CrlPublisher {
         let next_update = now + self.cfg.validity;
         let mut crls = BTreeMap::new();
         for a in &authorities {
-            let listed: &[RevokedSerial] = if a.signs_svids { &ours } else { &[] };
+            let listed: &[RevokedSerial] = if a.signs_svids { &ours } else { &intermediates };
             let crl = sign_crl(&a.authority, listed, number, this_update, next_update)
                 .with_context(|| format!("cannot sign the CRL of CA {}", a.authority.id()))?;
             crls.insert(a.authority.id(), Arc::new(crl));

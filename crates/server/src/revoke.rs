@@ -2,7 +2,8 @@
 //!
 //! What each target revokes (certificates from the issued-certificates log that have not
 //! expired):
-//! - `serial`: that one certificate (any kind: workload SVID, agent SVID, minted SVID);
+//! - `serial`: that one certificate (any kind: workload SVID, agent SVID, minted SVID, or this
+//!   replica's intermediate CA under an upstream CA);
 //! - `entry_id`: every certificate issued for the registration entry;
 //! - `agent_id`: the agent's own SVIDs and every workload SVID it obtained.
 //!
@@ -13,7 +14,7 @@
 //! ban` too to keep a compromised node from obtaining new SVIDs.
 
 use sigil_ca::Reason;
-use sigil_datastore::{IssuedCert, IssuedFilter, Revocation, normalize_serial};
+use sigil_datastore::{IssuedCert, IssuedFilter, IssuedKind, Revocation, normalize_serial};
 use sigil_proto::admin as api;
 use sigil_proto::config as pb;
 use sigil_spiffe::SpiffeId;
@@ -41,6 +42,26 @@ pub fn to_pb(r: &Revocation) -> pb::RevokedCertificate {
     }
 }
 
+/// This replica's intermediate CA with `serial` (under an upstream CA), as an issued-log
+/// record: revoking it cuts off every SVID it signed at every proxy, and the upstream CA's CRL
+/// lists it.
+fn intermediate(s: &Shared, serial: &str, now: i64) -> Option<IssuedCert> {
+    let (_, not_after) =
+        s.ca.intermediate_serials()
+            .into_iter()
+            .find(|(x, _)| x == serial)?;
+    Some(IssuedCert {
+        serial_hex: serial.to_owned(),
+        spiffe_id: s.cfg.trust_domain.id("").ok()?,
+        kind: IssuedKind::Ca,
+        issued_by: s.server_id.clone(),
+        agent_id: None,
+        entry_id: None,
+        not_after,
+        issued_at: now,
+    })
+}
+
 /// The certificates `target` selects, or why none.
 async fn select(
     s: &Shared,
@@ -51,7 +72,11 @@ async fn select(
     match target {
         Target::Serial(serial) => {
             let serial = normalize_serial(serial).map_err(ds_status)?;
-            let Some(cert) = s.ds.get_issued(&serial).await.map_err(ds_status)? else {
+            let found = match s.ds.get_issued(&serial).await.map_err(ds_status)? {
+                Some(c) => Some(c),
+                None => intermediate(s, &serial, now),
+            };
+            let Some(cert) = found else {
                 return Err(Status::not_found(format!(
                     "serial {serial} is not in the issued-certificates log of this trust domain; \
                      check it with `openssl x509 -noout -serial -in CERT` (records are kept \
