@@ -160,6 +160,54 @@ pub fn sign_crl(
     })
 }
 
+/// Reads a CRL from PEM (one `X509 CRL` block), e.g. a root CRL kept in the journal. Returns
+/// the CRL and its issuer's key id (the authority key identifier, hex).
+pub fn parse_crl_pem(pem: &str) -> Result<(Crl, String), CaError> {
+    use base64::Engine;
+    use x509_parser::prelude::FromDer;
+    let bad = |m: &str| CaError::Encoding(format!("stored CRL: {m}"));
+    let body: String = pem
+        .lines()
+        .skip_while(|l| !l.starts_with("-----BEGIN X509 CRL-----"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("-----END X509 CRL-----"))
+        .collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body.trim())
+        .map_err(|_| bad("not base64"))?;
+    let (_, crl) = x509_parser::revocation_list::CertificateRevocationList::from_der(&der)
+        .map_err(|e| bad(&e.to_string()))?;
+    let time = |t: x509_parser::time::ASN1Time| {
+        OffsetDateTime::from_unix_timestamp(t.timestamp()).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    };
+    let key_id = crl
+        .extensions()
+        .iter()
+        .find_map(|e| match e.parsed_extension() {
+            x509_parser::extensions::ParsedExtension::AuthorityKeyIdentifier(a) => {
+                a.key_identifier.as_ref().map(|k| hex::encode(k.0))
+            }
+            _ => None,
+        })
+        .ok_or_else(|| bad("no authority key identifier"))?;
+    let number = crl
+        .crl_number()
+        .and_then(|n| u64::try_from(n.clone()).ok())
+        .unwrap_or(0);
+    let this_update = time(crl.last_update());
+    let next_update = crl.next_update().map_or(this_update, time);
+    Ok((
+        Crl {
+            pem: pem.to_owned(),
+            der: der.clone(),
+            number,
+            this_update,
+            next_update,
+        },
+        key_id,
+    ))
+}
+
 /// A serial as DER INTEGER content: positive (a leading 00 when the top bit is set).
 fn serial_number(serial_hex: &str) -> Result<SerialNumber, CaError> {
     let digits: String = serial_hex.chars().filter(|c| *c != ':').collect();

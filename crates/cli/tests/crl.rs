@@ -249,7 +249,8 @@ fn setup(upstream: bool) -> Setup {
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let server = ServerProc::start_with(&dir.join("server"), None, &args);
-    let cas = if upstream { 2 } else { 1 };
+    // Signing CA and upstream; or intermediate and its self-signed root.
+    let cas = 2;
     let (good, _) = mint(&server, &dir, "good", None);
     let (bad, bad_serial) = mint(&server, &dir, "bad", None);
     let (web, _) = mint(&server, &dir, "web", Some("localhost"));
@@ -462,9 +463,15 @@ fn the_server_publishes_signed_crls_that_openssl_verifies() {
 
 #[test]
 fn nginx_ssl_crl_rejects_the_revoked_client_and_accepts_the_other() {
-    // nginx checks the whole chain (X509_V_FLAG_CRL_CHECK_ALL): it needs a CRL from the root,
-    // which only an upstream CA (whose key the server holds) can sign.
-    let upstream = true;
+    // nginx checks the whole chain (X509_V_FLAG_CRL_CHECK_ALL): it needs a CRL from the root
+    // too, signed by the upstream CA's key, or in self-signed mode kept from the moment the
+    // root was created.
+    for upstream in [true, false] {
+        nginx_case(upstream);
+    }
+}
+
+fn nginx_case(upstream: bool) {
     let Some(bin) = require("nginx") else { return };
     let s = setup(upstream);
     let port = free_port();

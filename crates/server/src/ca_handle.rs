@@ -400,6 +400,19 @@ impl CaHandle {
             .collect()
     }
 
+    /// The roots' CRLs kept in the journal (self-signed mode), of every CA generation still in
+    /// the bundle.
+    pub fn root_crls(&self) -> Vec<String> {
+        let now = now_odt();
+        self.lock()
+            .journal()
+            .entries
+            .iter()
+            .filter(|e| e.not_after > now)
+            .filter_map(|e| e.root_crl_pem.clone())
+            .collect()
+    }
+
     /// The id (subject key id, hex) of the active signing CA.
     pub fn active_id(&self) -> Option<String> {
         self.lock().active().map(|a| a.id())

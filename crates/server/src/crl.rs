@@ -171,6 +171,17 @@ impl CrlPublisher {
                 .with_context(|| format!("cannot sign the CRL of CA {}", a.authority.id()))?;
             crls.insert(a.authority.id(), Arc::new(crl));
         }
+        // Self-signed roots signed their only CRL before their key was dropped.
+        for pem in s.ca.root_crls() {
+            match sigil_ca::crl::parse_crl_pem(&pem) {
+                Ok((crl, id)) => {
+                    crls.entry(id).or_insert_with(|| Arc::new(crl));
+                }
+                Err(e) => {
+                    warn!(error = %e, "a root CRL in the CA journal is unreadable; not published")
+                }
+            }
+        }
         write_files(&self.cfg.dir, &crls)?;
         info!(
             cas = crls.len(),
