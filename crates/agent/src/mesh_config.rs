@@ -152,6 +152,22 @@ pub fn validate(s: &ConfigSnapshot) -> Result<(), String> {
     Ok(())
 }
 
+/// The revoked serials of a snapshot, lowercase hex without leading zeros.
+fn revoked_serials(s: &ConfigSnapshot) -> std::collections::HashSet<String> {
+    s.revoked
+        .iter()
+        .map(|r| {
+            let hex = r.serial.replace(':', "").to_ascii_lowercase();
+            let t = hex.trim_start_matches('0');
+            if t.is_empty() {
+                "0".to_owned()
+            } else {
+                t.to_owned()
+            }
+        })
+        .collect()
+}
+
 /// Receives, keeps and serves the mesh configuration.
 pub struct MeshConfigSync {
     path: PathBuf,
@@ -226,6 +242,9 @@ impl MeshConfigSync {
         manager: Arc<Manager>,
         mut shutdown: watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
+        if let Some(s) = self.tx.borrow().as_ref() {
+            manager.set_revoked(revoked_serials(s));
+        }
         let mut delay = RETRY_MIN;
         let mut failing = false;
         loop {
@@ -243,8 +262,12 @@ impl MeshConfigSync {
                 failing = false;
                 delay = RETRY_MIN;
                 while let Some(s) = stream.message().await? {
+                    // A revoked SVID of this node is replaced at once (the sync loop wakes).
+                    let revoked = revoked_serials(&s);
                     if let Err(e) = self.accept(s) {
                         warn!(error = %e, "keeping the last good mesh configuration");
+                    } else {
+                        manager.set_revoked(revoked);
                     }
                 }
                 anyhow::Ok(())

@@ -125,6 +125,23 @@ fn mint(s: &ServerProc, dir: &Path, name: &str, dns: Option<&str>) -> (PathBuf, 
     (out, serial)
 }
 
+/// Every CRL of `all.pem`, as `openssl crl -text` prints it (for failure messages).
+fn all_pem_text(dir: &Path) -> String {
+    let all = std::fs::read_to_string(dir.join("all.pem")).unwrap_or_default();
+    let mut out = String::new();
+    for (i, block) in all.split_inclusive("-----END X509 CRL-----\n").enumerate() {
+        let f = dir.join(format!("block-{i}.txt"));
+        std::fs::write(&f, block).unwrap();
+        out.push_str(
+            &run(Command::new("openssl")
+                .args(["crl", "-noout", "-text", "-in"])
+                .arg(&f))
+            .1,
+        );
+    }
+    out
+}
+
 /// `sigil x509 inspect -o json` of a file.
 fn common_inspect(file: &Path) -> serde_json::Value {
     let o = Command::new(common::SIGIL)
@@ -530,8 +547,10 @@ http {{
     assert_eq!(
         code,
         Some(400),
-        "revoked client: {text}\n{}",
-        nginx.output()
+        "revoked client {} (upstream CA: {upstream}): {text}\n{}\n{}",
+        s.bad_serial,
+        nginx.output(),
+        all_pem_text(&s.crl_dir)
     );
     let log = nginx.output();
     assert!(log.contains("certificate revoked"), "{log}");
