@@ -55,6 +55,10 @@ pub struct Manager {
     paths: Paths,
     tx: watch::Sender<Arc<CacheState>>,
     inner: Mutex<Inner>,
+    /// Revoked serials (lowercase hex, no leading zeros), from the mesh configuration.
+    revoked: std::sync::RwLock<std::collections::HashSet<String>>,
+    /// Wakes the sync loop (a revocation: replace the SVID now).
+    wake: tokio::sync::Notify,
 }
 
 fn identity_of(f: &AgentIdentityFile) -> Identity {
@@ -136,6 +140,8 @@ impl Manager {
             paths,
             tx,
             inner: Mutex::new(inner),
+            revoked: Default::default(),
+            wake: tokio::sync::Notify::new(),
         });
         Ok((m, rx))
     }
@@ -425,6 +431,7 @@ impl Manager {
                         entry_revision: s.entry_revision,
                         not_before: s.not_before,
                         not_after: s.not_after,
+                        revoked: self.is_revoked(&s.chain),
                     },
                 )
             })
@@ -525,9 +532,39 @@ impl Manager {
             };
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
+                _ = self.wake.notified() => {}
                 _ = shutdown.wait_for(|s| *s) => return Ok(()),
             }
         }
+    }
+
+    /// Replaces the revoked serials; when one of them is a held SVID (or a CA above it), the
+    /// sync loop runs now and replaces that SVID.
+    pub fn set_revoked(&self, serials: std::collections::HashSet<String>) {
+        let changed = {
+            let mut r = self.revoked.write().unwrap_or_else(|p| p.into_inner());
+            let changed = *r != serials;
+            *r = serials;
+            changed && !r.is_empty()
+        };
+        if changed {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Whether any certificate of `chain` (DER) is revoked.
+    fn is_revoked(&self, chain: &[Vec<u8>]) -> bool {
+        let r = self.revoked.read().unwrap_or_else(|p| p.into_inner());
+        if r.is_empty() {
+            return false;
+        }
+        chain.iter().any(|der| {
+            x509_parser::parse_x509_certificate(der).is_ok_and(|(_, c)| {
+                let hex = hex::encode(c.raw_serial());
+                let t = hex.trim_start_matches('0');
+                r.contains(if t.is_empty() { "0" } else { t })
+            })
+        })
     }
 
     /// How often the agent syncs with the server.

@@ -48,9 +48,25 @@ struct FileResource {
 }
 
 #[derive(Serialize, Deserialize)]
+struct FileRevoked {
+    serial: String,
+    spiffe_id: String,
+    reason: String,
+    revoked_at: i64,
+    not_after: i64,
+    #[serde(default)]
+    entry_id: String,
+    #[serde(default)]
+    agent_id: String,
+}
+
+#[derive(Serialize, Deserialize)]
 struct FileSnapshot {
     revision: i64,
     resources: Vec<FileResource>,
+    /// Revoked certificates (absent in files written before revocation existed).
+    #[serde(default)]
+    revoked: Vec<FileRevoked>,
 }
 
 fn to_file(s: &ConfigSnapshot) -> FileSnapshot {
@@ -67,6 +83,19 @@ fn to_file(s: &ConfigSnapshot) -> FileSnapshot {
                 json: r.json.clone(),
                 generation: r.generation,
                 revision: r.revision,
+            })
+            .collect(),
+        revoked: s
+            .revoked
+            .iter()
+            .map(|r| FileRevoked {
+                serial: r.serial.clone(),
+                spiffe_id: r.spiffe_id.clone(),
+                reason: r.reason.clone(),
+                revoked_at: r.revoked_at,
+                not_after: r.not_after,
+                entry_id: r.entry_id.clone(),
+                agent_id: r.agent_id.clone(),
             })
             .collect(),
     }
@@ -86,6 +115,19 @@ fn from_file(f: FileSnapshot) -> ConfigSnapshot {
                 json: r.json,
                 generation: r.generation,
                 revision: r.revision,
+            })
+            .collect(),
+        revoked: f
+            .revoked
+            .into_iter()
+            .map(|r| pb::RevokedCertificate {
+                serial: r.serial,
+                spiffe_id: r.spiffe_id,
+                reason: r.reason,
+                revoked_at: r.revoked_at,
+                not_after: r.not_after,
+                entry_id: r.entry_id,
+                agent_id: r.agent_id,
             })
             .collect(),
     }
@@ -108,6 +150,22 @@ pub fn validate(s: &ConfigSnapshot) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The revoked serials of a snapshot, lowercase hex without leading zeros.
+fn revoked_serials(s: &ConfigSnapshot) -> std::collections::HashSet<String> {
+    s.revoked
+        .iter()
+        .map(|r| {
+            let hex = r.serial.replace(':', "").to_ascii_lowercase();
+            let t = hex.trim_start_matches('0');
+            if t.is_empty() {
+                "0".to_owned()
+            } else {
+                t.to_owned()
+            }
+        })
+        .collect()
 }
 
 /// Receives, keeps and serves the mesh configuration.
@@ -184,6 +242,9 @@ impl MeshConfigSync {
         manager: Arc<Manager>,
         mut shutdown: watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
+        if let Some(s) = self.tx.borrow().as_ref() {
+            manager.set_revoked(revoked_serials(s));
+        }
         let mut delay = RETRY_MIN;
         let mut failing = false;
         loop {
@@ -201,8 +262,12 @@ impl MeshConfigSync {
                 failing = false;
                 delay = RETRY_MIN;
                 while let Some(s) = stream.message().await? {
+                    // A revoked SVID of this node is replaced at once (the sync loop wakes).
+                    let revoked = revoked_serials(&s);
                     if let Err(e) = self.accept(s) {
                         warn!(error = %e, "keeping the last good mesh configuration");
+                    } else {
+                        manager.set_revoked(revoked);
                     }
                 }
                 anyhow::Ok(())

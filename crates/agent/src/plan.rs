@@ -10,6 +10,8 @@ pub struct Held {
     pub entry_revision: i64,
     pub not_before: i64,
     pub not_after: i64,
+    /// The SVID (or a CA above it) was revoked: replace it now rather than at half-life.
+    pub revoked: bool,
 }
 
 /// An authorized entry as the server describes it now.
@@ -22,7 +24,7 @@ pub struct Wanted {
 /// What to do to make the held SVIDs match the authorized entries.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Plan {
-    /// Entries that need a (new) SVID: never signed, changed, or past half-life.
+    /// Entries that need a (new) SVID: never signed, changed, revoked, or past half-life.
     pub sign: Vec<String>,
     /// Entries no longer authorized: withdraw their SVIDs now.
     pub drop: Vec<String>,
@@ -40,7 +42,9 @@ pub fn plan(wanted: &[Wanted], held: &BTreeMap<String, Held>, now: i64) -> Plan 
         let due = match held.get(&w.entry_id) {
             None => true,
             Some(h) => {
-                h.entry_revision != w.revision || past_half_life(h.not_before, h.not_after, now)
+                h.revoked
+                    || h.entry_revision != w.revision
+                    || past_half_life(h.not_before, h.not_after, now)
             }
         };
         if due {
@@ -75,6 +79,7 @@ mod tests {
                 entry_revision: 1,
                 not_before: 0,
                 not_after: 100,
+                revoked: false,
             },
         );
         held.insert(
@@ -83,6 +88,7 @@ mod tests {
                 entry_revision: 1,
                 not_before: 0,
                 not_after: 100,
+                revoked: false,
             },
         );
         held.insert(
@@ -91,6 +97,7 @@ mod tests {
                 entry_revision: 1,
                 not_before: 40,
                 not_after: 140,
+                revoked: false,
             },
         );
         held.insert(
@@ -99,6 +106,7 @@ mod tests {
                 entry_revision: 1,
                 not_before: 40,
                 not_after: 140,
+                revoked: false,
             },
         );
         // At t=49 "fresh"/"old" (0..100) are before half-life; at 50 they are due.
@@ -108,6 +116,21 @@ mod tests {
         assert_eq!(p.drop, ["gone", "old"]);
         let p = plan(&[w("old", 1)], &held, 50);
         assert_eq!(p.sign, ["old"]);
+    }
+
+    #[test]
+    fn a_revoked_svid_is_replaced_at_once() {
+        let mut held = BTreeMap::new();
+        let h = |revoked| Held {
+            entry_revision: 1,
+            not_before: 0,
+            not_after: 100,
+            revoked,
+        };
+        held.insert("ok".to_string(), h(false));
+        held.insert("revoked".to_string(), h(true));
+        let p = plan(&[w("ok", 1), w("revoked", 1)], &held, 10);
+        assert_eq!(p.sign, ["revoked"]);
     }
 
     #[test]

@@ -32,6 +32,9 @@ pub struct SvidRequest {
     pub dns_names: Vec<String>,
     /// Requested lifetime; clamped to the authority's `notAfter`. Must be positive.
     pub ttl: Duration,
+    /// Where CRLs are published (`http://host:port`): the certificate then carries the CRL
+    /// distribution point of its issuer, [`template::crl_url`]`(base, authority id)`.
+    pub crl_base_url: Option<String>,
 }
 
 impl SvidRequest {
@@ -41,7 +44,15 @@ impl SvidRequest {
             id,
             dns_names: Vec::new(),
             ttl,
+            crl_base_url: None,
         }
+    }
+
+    /// Adds the CRL distribution point extension, under `base` (see
+    /// [`SvidRequest::crl_base_url`]); `None` leaves it out.
+    pub fn with_crl_base_url(mut self, base: Option<String>) -> Self {
+        self.crl_base_url = base;
+        self
     }
 
     /// Adds DNS SANs.
@@ -298,7 +309,11 @@ impl X509Authority {
         self.check_valid_at(now)?;
         let (not_before, not_after) = template::clamp_lifetime(now, req.ttl, self.not_after);
         let serial = Serial::random()?;
-        let params = template::svid_params(&req.id, &req.dns_names, serial, not_before, not_after)?;
+        let mut params =
+            template::svid_params(&req.id, &req.dns_names, serial, not_before, not_after)?;
+        if let Some(base) = &req.crl_base_url {
+            template::set_crl_distribution_point(&mut params, &self.crl_url(base))?;
+        }
         let cert_der = self.sign_params(&params, key)?;
         let mut chain = Vec::with_capacity(self.chain_tail.len() + 1);
         chain.push(cert_der.clone());
@@ -362,6 +377,19 @@ impl X509Authority {
             });
         }
         Ok(())
+    }
+
+    /// The URL of this authority's CRL under `base` (see [`template::crl_url`]).
+    pub fn crl_url(&self, base: &str) -> String {
+        template::crl_url(base, &self.id())
+    }
+
+    /// Signs CRL parameters with this authority's key (see [`crate::crl::sign_crl`]).
+    pub(crate) fn sign_crl_params(
+        &self,
+        params: &rcgen::CertificateRevocationListParams,
+    ) -> Result<rcgen::CertificateRevocationList, CaError> {
+        Ok(params.signed_by(&*self.issuer)?)
     }
 
     pub(crate) fn sign_params(

@@ -99,6 +99,12 @@ pub enum CaError {
     UnknownKeyType { given: String, valid: &'static str },
     #[error("ca_ttl must be positive; set a duration such as 24h, or leave it out for the default")]
     ZeroCaTtl,
+    #[error("revocation reason {given:?} is not one of RFC 5280's: {known}")]
+    UnknownRevocationReason { given: String, known: String },
+    #[error("certificate serial {given:?} is not hex; give it like \"3a9f01\" or \"3A:9F:01\"")]
+    BadSerial { given: String },
+    #[error("CRL distribution point {url:?} is not an http:// or https:// URL")]
+    BadCrlUrl { url: String },
     #[error("key file {path} does not exist; check the configured path")]
     KeyFileMissing { path: PathBuf },
     #[error(
@@ -286,9 +292,12 @@ impl CaError {
             | CsrUnsupportedSignature { .. }
             | PublicKeyMalformed(_)
             | UnsupportedPublicKey { .. }
-            | WeakPublicKey { .. } => Blame::Caller,
+            | WeakPublicKey { .. }
+            | UnknownRevocationReason { .. }
+            | BadSerial { .. } => Blame::Caller,
             UnknownKeyType { .. }
             | ZeroCaTtl
+            | BadCrlUrl { .. }
             | KeyFileMissing { .. }
             | KeyFileRead { .. }
             | KeyFilePermissions { .. }

@@ -11,12 +11,14 @@
 //! - [`rotation`] — *when*: the persisted [`Journal`] and the pure [`rotation::plan`] /
 //!   [`rotation::bundle_roots`] functions implementing SPIRE's prepare/activate timing;
 //!   [`manager::CaManager`] applies the plan (generating keys, writing 0600 key files).
+//! - [`crl`] — revocation reasons and CRLs signed by an authority.
 //! - [`jwt`] — JWT-SVID signing keys with the same rotation timing ([`JwtKeyManager`]).
 //!
 //! The only IO is reading and writing key and certificate files ([`files`]). No network, no
 //! async runtime. Time is always passed in (`now`).
 
 pub mod authority;
+pub mod crl;
 pub mod error;
 pub mod files;
 pub mod jwt;
@@ -35,6 +37,7 @@ mod x509;
 mod testutil;
 
 pub use authority::{IssuedCert, SvidRequest, X509Authority, sign_self};
+pub use crl::{Crl, Reason, RevokedSerial, sign_crl};
 pub use error::{Blame, CaError, KeyProblem};
 pub use jwt::{JwtAlg, JwtJournal, JwtKeyConfig, JwtKeyManager, JwtSvid};
 pub use keys::{KeyType, PrivateKey};

@@ -249,7 +249,7 @@ fn prepare(
     };
     let key = Arc::new(PrivateKey::generate(cfg.key_type)?);
     let signer: Arc<dyn Signer> = key.clone();
-    let (authority, root) = match &upstream {
+    let (authority, root, root_crl_pem) = match &upstream {
         None => {
             // A fresh root per CA generation whose key only ever signs this server's
             // intermediate: it is dropped (never written to disk) once the intermediate
@@ -263,11 +263,20 @@ fn prepare(
                 now,
             )?;
             let a = root.mint_intermediate(&cfg.subject, signer, cfg.ca_ttl, now)?;
-            (a, root.cert_der().clone())
+            // The root's only CRL, signed now: its key is gone afterwards.
+            let crl = crate::crl::sign_crl(
+                &root,
+                &[],
+                1,
+                now - crate::template::NOT_BEFORE_BACKDATE,
+                root.not_after(),
+            )?;
+            (a, root.cert_der().clone(), Some(crl.pem))
         }
         Some(up) => (
             up.mint_intermediate(&cfg.subject, signer, cfg.ca_ttl, now)?,
             up.root().clone(),
+            None,
         ),
     };
     let id = authority.id();
@@ -285,6 +294,7 @@ fn prepare(
         not_after: authority.not_after(),
         prepared_at: now,
         activated_at: None,
+        root_crl_pem,
     };
     Ok((entry, authority))
 }

@@ -82,6 +82,11 @@ pub struct JournalEntry {
     pub prepared_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339::option", default)]
     pub activated_at: Option<OffsetDateTime>,
+    /// Self-signed mode: the root's CRL (PEM, empty, valid until the root's `notAfter`), signed
+    /// before the root key was dropped. OpenSSL peers that check the whole chain (nginx
+    /// `ssl_crl`, HAProxy `crl-file`) need a CRL from every CA in it, the root included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_crl_pem: Option<String>,
 }
 
 impl JournalEntry {

@@ -21,6 +21,7 @@ fn entry(id: &str, status: CaStatus, nb: OffsetDateTime, na: OffsetDateTime) -> 
         not_after: na,
         prepared_at: nb,
         activated_at: None,
+        root_crl_pem: None,
     }
 }
 

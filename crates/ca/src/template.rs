@@ -215,6 +215,29 @@ pub fn svid_params(
     Ok(p)
 }
 
+/// The URL of the CRL of the CA whose authority id (subject key id, hex) is `ca_id`, as the
+/// server's CRL endpoint serves it: `<base>/crl/<ca_id>.crl` (DER).
+pub fn crl_url(base: &str, ca_id: &str) -> String {
+    format!("{}/crl/{ca_id}.crl", base.trim_end_matches('/'))
+}
+
+/// Adds a CRL distribution point extension (RFC 5280 §4.2.1.13) naming `url` to any
+/// certificate template: SVIDs, and certificates issued for cert-manager `Certificate`s.
+/// `url` must be http:// or https://.
+pub fn set_crl_distribution_point(p: &mut CertificateParams, url: &str) -> Result<(), CaError> {
+    if !(url.starts_with("http://") || url.starts_with("https://"))
+        || url.contains(char::is_whitespace)
+    {
+        return Err(CaError::BadCrlUrl {
+            url: url.to_owned(),
+        });
+    }
+    p.crl_distribution_points = vec![rcgen::CrlDistributionPoint {
+        uris: vec![url.to_owned()],
+    }];
+    Ok(())
+}
+
 /// What every shape shares: the serial and the validity period.
 fn base_params(
     serial: Serial,

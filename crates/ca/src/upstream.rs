@@ -204,6 +204,12 @@ impl UpstreamCa {
     pub fn files(&self) -> &UpstreamFiles {
         &self.files
     }
+
+    /// The upstream CA as an authority (its key signs the CRL that lists revoked
+    /// intermediates; OpenSSL peers checking the whole chain need one).
+    pub fn authority(&self) -> &X509Authority {
+        &self.authority
+    }
 }
 
 fn parse_at<'a>(

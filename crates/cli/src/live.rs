@@ -69,6 +69,7 @@ pub async fn resources(socket: &Path) -> anyhow::Result<(i64, Vec<Resource>)> {
     let snapshot = sigil_proto::config::ConfigSnapshot {
         revision: r.revision,
         resources: r.resources,
+        revoked: Vec::new(),
     };
     let parsed = sigil_proxy::mesh::MeshView::parse_snapshot(&snapshot)
         .map_err(|e| anyhow::anyhow!("{e}"))

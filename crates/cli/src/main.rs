@@ -17,6 +17,7 @@ mod live;
 mod ops;
 mod output;
 mod proxy_cmd;
+mod revoke_cmd;
 mod spire_flags;
 mod status_cmd;
 mod x509_cmd;
@@ -159,6 +160,20 @@ struct ServerRunArgs {
     /// Namespace whose Secrets ClusterIssuers use (default cert-manager).
     #[arg(long = "cluster-resource-namespace")]
     cluster_resource_namespace: Option<String>,
+    /// Serve the CRLs over plain HTTP on HOST:PORT (`GET /crl/<ca>.crl`, `.pem`,
+    /// `/crl/all.pem`); off by default. Keep it on 127.0.0.1 unless peers fetch it.
+    #[arg(long = "crl-listen")]
+    crl_listen: Option<String>,
+    /// Directory the CRLs are written to, DER and PEM (default <data-dir>/crl).
+    #[arg(long = "crl-dir")]
+    crl_dir: Option<PathBuf>,
+    /// Base URL put in issued certificates' CRL distribution point (<url>/crl/<ca>.crl);
+    /// none unless given.
+    #[arg(long = "crl-url")]
+    crl_url: Option<String>,
+    /// Lifetime of each CRL (nextUpdate; re-signed at half of it; default 1h).
+    #[arg(long = "crl-validity")]
+    crl_validity: Option<String>,
     /// Log filter (error, warn, info, debug, trace or a tracing directive).
     #[arg(long = "log-level", default_value = "info")]
     log_level: String,
@@ -226,6 +241,10 @@ async fn server_run(a: ServerRunArgs) -> Result<(), (u8, anyhow::Error)> {
         x509pop_ca_bundle: a.x509pop_ca_bundle,
         server_id: a.server_id,
         cluster_resource_namespace: a.cluster_resource_namespace,
+        crl_listen: a.crl_listen,
+        crl_dir: a.crl_dir,
+        crl_url: a.crl_url,
+        crl_validity: a.crl_validity,
     };
     let cfg = ServerConfig::resolve(file.merge(flags)).map_err(|e| cfg_err(e.into()))?;
     let mut bound = sigil_server::build(cfg).await.map_err(|e| (1, e))?;

@@ -1,4 +1,4 @@
-//! `sigil x509 inspect|verify|mint`: certificates as a person debugging mTLS needs to see them.
+//! `sigil x509 inspect|verify|mint` (and `revoke`, `revocations`: see [`crate::revoke_cmd`]): certificates as a person debugging mTLS needs to see them.
 //!
 //! - `inspect FILE|-`: every certificate of a PEM or DER file, then the X.509-SVID rules it
 //!   breaks (rules from `sigil-spiffe`);
@@ -44,6 +44,12 @@ pub enum X509Cmd {
     /// here and stays here; writes svid.pem (leaf + intermediates), svid.key (0600) and
     /// bundle.pem to --out-dir.
     Mint(MintArgs),
+    /// Revokes certificates: one (--serial), every one of a registration entry (--entry) or
+    /// of an agent (--agent: its own SVIDs and what it obtained). Every proxy refuses them
+    /// within a second; the server's CRLs list them.
+    Revoke(crate::revoke_cmd::RevokeArgs),
+    /// Lists the revoked certificates that have not expired, and the CRL URLs.
+    Revocations(crate::revoke_cmd::RevocationsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -101,6 +107,8 @@ pub async fn run(cmd: X509Cmd) -> Result<(), (u8, anyhow::Error)> {
         X509Cmd::Inspect(a) => inspect(&a),
         X509Cmd::Verify(a) => verify(&a),
         X509Cmd::Mint(a) => mint(a).await.map_err(|e| (1, e)),
+        X509Cmd::Revoke(a) => crate::revoke_cmd::revoke(a).await,
+        X509Cmd::Revocations(a) => crate::revoke_cmd::revocations(a).await,
     }
 }
 

@@ -41,13 +41,14 @@ pub use config_model::{
 };
 pub use error::{Backend, Error, Result};
 pub use model::{
-    AgentSerials, AttestedAgent, EntrySpec, IssuedCert, IssuedKind, JoinToken, ListAgentsFilter,
-    ListEntriesFilter, NewAgent, Page, Pagination, RegistrationEntry, StoredBundle,
-    normalize_serial,
+    AgentSerials, AttestedAgent, EntrySpec, IssuedCert, IssuedFilter, IssuedKind, JoinToken,
+    ListAgentsFilter, ListEntriesFilter, NewAgent, Page, Pagination, RegistrationEntry, Revocation,
+    StoredBundle, normalize_serial,
 };
 pub use open::{ACCEPTED_FORMS, Clock, Location, OpenOptions, open, open_location, system_clock};
 pub use selector::{Selector, SelectorMatch, normalize_selectors};
 pub use store::{
     AgentStore, BundleStore, CaJournalStore, ConfigStore, DataStore, EntryStore, IssuedCertStore,
-    JoinTokenStore, ProxyStatusRecord, ProxyStatusStore, ResourceStatusStore, StoredStatus,
+    JoinTokenStore, ProxyStatusRecord, ProxyStatusStore, ResourceStatusStore, RevocationStore,
+    StoredStatus,
 };

@@ -307,6 +307,49 @@ pub struct IssuedCert {
     pub issued_at: i64,
 }
 
+/// A revoked certificate, kept until its `not_after`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revocation {
+    /// Normalized like [`IssuedCert::serial_hex`].
+    pub serial_hex: String,
+    pub spiffe_id: SpiffeId,
+    /// RFC 5280 reason name (`keyCompromise`, `superseded`, …); the server checks it.
+    pub reason: String,
+    /// Unix seconds.
+    pub revoked_at: i64,
+    /// The certificate's notAfter (unix seconds).
+    pub not_after: i64,
+    /// The id of the server whose CA signed the certificate (which CRL lists it).
+    pub issued_by: String,
+    pub entry_id: Option<String>,
+    pub agent_id: Option<SpiffeId>,
+}
+
+impl Revocation {
+    /// The revocation of `cert` for `reason` at `revoked_at`.
+    pub fn of(cert: &IssuedCert, reason: &str, revoked_at: i64) -> Self {
+        Revocation {
+            serial_hex: cert.serial_hex.clone(),
+            spiffe_id: cert.spiffe_id.clone(),
+            reason: reason.to_owned(),
+            revoked_at,
+            not_after: cert.not_after,
+            issued_by: cert.issued_by.clone(),
+            entry_id: cert.entry_id.clone(),
+            agent_id: cert.agent_id.clone(),
+        }
+    }
+}
+
+/// Which issued certificates to list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IssuedFilter {
+    /// Issued for this registration entry.
+    Entry(String),
+    /// The agent's own SVIDs and every workload SVID it obtained.
+    Agent(SpiffeId),
+}
+
 /// Normalizes a certificate serial given in hex: drops `:` separators, lowercases, drops leading
 /// zeros (DER may pad a serial with `00`), and refuses anything that is not hex.
 pub fn normalize_serial(serial: &str) -> Result<String> {

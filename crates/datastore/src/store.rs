@@ -13,8 +13,8 @@ use sigil_spiffe::{SpiffeId, TrustDomain};
 use crate::config_model::{ApplyResult, ConfigChange, ConfigKey, StoredConfig};
 use crate::error::{Backend, Result};
 use crate::model::{
-    AgentSerials, AttestedAgent, EntrySpec, IssuedCert, JoinToken, ListAgentsFilter,
-    ListEntriesFilter, NewAgent, Page, Pagination, RegistrationEntry, StoredBundle,
+    AgentSerials, AttestedAgent, EntrySpec, IssuedCert, IssuedFilter, JoinToken, ListAgentsFilter,
+    ListEntriesFilter, NewAgent, Page, Pagination, RegistrationEntry, Revocation, StoredBundle,
 };
 use crate::selector::Selector;
 
@@ -145,6 +145,33 @@ pub trait IssuedCertStore: Send + Sync {
 
     /// Deletes records of certificates that expired before `before` (`not_after < before`).
     async fn prune_issued(&self, before: i64) -> Result<u64>;
+
+    /// The recorded certificates matching `filter` with `not_after >= not_after_from`, ordered
+    /// by issue time then serial.
+    async fn list_issued(
+        &self,
+        filter: &IssuedFilter,
+        not_after_from: i64,
+    ) -> Result<Vec<IssuedCert>>;
+}
+
+/// Revoked certificates. Revocations are part of what the data plane receives, so every write
+/// that changes the set moves the configuration revision (see [`ConfigStore`]) in the same
+/// transaction: agents' configuration streams then carry the new set.
+#[async_trait]
+pub trait RevocationStore: Send + Sync {
+    /// Records revocations in one transaction and returns those that were new. A serial
+    /// already revoked keeps its first record (reason and time). When nothing is new, the
+    /// revision does not move. `Invalid` for a bad serial or an empty reason or issuer;
+    /// nothing is stored then.
+    async fn revoke(&self, revocations: Vec<Revocation>) -> Result<Vec<Revocation>>;
+
+    /// Every revocation, ordered by `revoked_at` then serial.
+    async fn list_revocations(&self) -> Result<Vec<Revocation>>;
+
+    /// Deletes revocations of certificates that expired before `before` (`not_after <
+    /// before`); moves the configuration revision when any was deleted. Returns how many.
+    async fn prune_revocations(&self, before: i64) -> Result<u64>;
 }
 
 /// Mesh configuration objects (Istio, cert-manager resources): opaque JSON under a
@@ -282,6 +309,7 @@ pub trait DataStore:
     + BundleStore
     + CaJournalStore
     + IssuedCertStore
+    + RevocationStore
     + ConfigStore
     + ProxyStatusStore
     + ResourceStatusStore

@@ -17,6 +17,7 @@ pub mod inbound;
 pub mod mesh;
 pub mod outbound;
 pub mod report;
+pub mod revocation;
 pub mod run;
 pub mod stats;
 pub mod testing;

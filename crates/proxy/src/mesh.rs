@@ -30,6 +30,8 @@ pub struct MeshView {
     pub workload_entries: Vec<Object<WorkloadEntrySpec>>,
     /// Every object of the snapshot (for `/config_dump`).
     pub resources: Vec<Resource>,
+    /// Revoked certificates delivered with the snapshot.
+    pub revoked: crate::revocation::RevokedSet,
 }
 
 impl MeshView {
@@ -68,7 +70,14 @@ impl MeshView {
             service_entries,
             workload_entries,
             resources,
+            revoked: Default::default(),
         }
+    }
+
+    /// The view with `revoked` as its revoked certificates.
+    pub fn with_revoked(mut self, revoked: crate::revocation::RevokedSet) -> Self {
+        self.revoked = revoked;
+        self
     }
 
     /// Parses a snapshot from the agent; any object that fails refuses the whole snapshot.
@@ -168,11 +177,13 @@ pub fn watch_agent(
                                 resources,
                                 workload.clone(),
                                 ctx.clone(),
-                            );
+                            )
+                            .with_revoked(crate::revocation::RevokedSet::from_pb(&s.revoked));
                             info!(
                                 revision = s.revision,
                                 objects = view.resources.len(),
                                 authorization_policies = view.authz.policies().count(),
+                                revoked_certificates = view.revoked.len(),
                                 "mesh configuration applied"
                             );
                             current.store(Arc::new(view));

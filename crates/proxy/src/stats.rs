@@ -238,6 +238,8 @@ pub struct Stats {
     inbound: BTreeMap<u16, Arc<ListenerStats>>,
     outbound: BTreeMap<String, Arc<ListenerStats>>,
     pub requests: Family<RequestLabels, Counter>,
+    /// Connections refused or closed because the peer's certificate is revoked.
+    pub revoked_peers: Family<crate::revocation::RevokedPeerLabels, Counter>,
     registry: Registry,
     /// notAfter of the current SVID (unix seconds), 0 before the first.
     pub cert_expiry: AtomicI64,
@@ -255,7 +257,14 @@ impl Stats {
             "Requests (HTTP) and connections (TCP) by direction, port, source principal, decision and response code",
             requests.clone(),
         );
+        let revoked_peers = Family::<crate::revocation::RevokedPeerLabels, Counter>::default();
+        registry.register(
+            "revoked_peer",
+            "Connections refused (new handshake) or closed (open connection) because the peer presented a revoked certificate, by direction and action",
+            revoked_peers.clone(),
+        );
         Stats {
+            revoked_peers,
             inbound: inbound_ports.iter().map(|p| (*p, Arc::default())).collect(),
             outbound: outbound_names
                 .iter()
@@ -295,6 +304,16 @@ impl Stats {
     /// Inbound ports and their counters.
     pub fn inbound_ports(&self) -> impl Iterator<Item = (u16, &Arc<ListenerStats>)> {
         self.inbound.iter().map(|(p, s)| (*p, s))
+    }
+
+    /// Counts a connection refused or closed for a revoked peer certificate.
+    pub fn revoked_peer(&self, direction: &str, action: &str) {
+        self.revoked_peers
+            .get_or_create(&crate::revocation::RevokedPeerLabels {
+                direction: direction.into(),
+                action: action.into(),
+            })
+            .inc();
     }
 
     /// Counts one request or TCP connection.

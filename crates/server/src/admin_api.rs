@@ -497,6 +497,23 @@ impl Admin for AdminApi {
             .map(Response::new)
     }
 
+    async fn revoke_x509(
+        &self,
+        req: Request<api::RevokeX509Request>,
+    ) -> Result<Response<api::RevokeX509Response>, Status> {
+        let who = crate::admin_mint::caller(&req);
+        crate::revoke::revoke(&self.shared, &who, req.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn list_revocations(
+        &self,
+        _req: Request<api::ListRevocationsRequest>,
+    ) -> Result<Response<api::ListRevocationsResponse>, Status> {
+        crate::revoke::list(&self.shared).await.map(Response::new)
+    }
+
     async fn health(
         &self,
         _req: Request<api::HealthRequest>,

@@ -44,6 +44,17 @@ pub struct CaHandle {
     /// The own trust domain's roots as published (every replica's), refreshed from the store.
     trusted: RwLock<Vec<CertificateDer<'static>>>,
     server_cert: Mutex<Option<ServerCert>>,
+    /// Base URL of the CRL distribution point put in issued SVIDs (`--crl-url`).
+    crl_base_url: Option<String>,
+}
+
+/// A CA whose key can sign a CRL, and which revocations that CRL lists.
+pub struct CrlAuthority {
+    pub authority: Arc<sigil_ca::X509Authority>,
+    /// True for this replica's signing CA (it lists the SVIDs this server issued); false for
+    /// the upstream CA (its CRL lists this replica's revoked intermediates; OpenSSL peers that
+    /// check the whole chain, like nginx and HAProxy, need a CRL from every CA in it).
+    pub signs_svids: bool,
 }
 
 fn now_odt() -> OffsetDateTime {
@@ -108,6 +119,7 @@ impl CaHandle {
             jwt: Mutex::new(jwt),
             trusted: RwLock::new(Vec::new()),
             server_cert: Mutex::new(None),
+            crl_base_url: cfg.crl.url.clone(),
         };
         if change.is_some() || fresh {
             handle.persist_journal().await?;
@@ -317,7 +329,9 @@ impl CaHandle {
         ttl: Duration,
     ) -> Result<Issued, CaError> {
         let active = self.lock().active().ok_or(CaError::NoActiveCa)?;
-        let req = SvidRequest::new(id.clone(), ttl).with_dns_names(dns.iter().cloned());
+        let req = SvidRequest::new(id.clone(), ttl)
+            .with_dns_names(dns.iter().cloned())
+            .with_crl_base_url(self.crl_base_url.clone());
         let c = active.sign_csr(csr, &req, now_odt())?;
         Ok(issued(c))
     }
@@ -325,6 +339,34 @@ impl CaHandle {
     /// The active signing authority (for the `sigil` cert-manager issuer).
     pub fn active_authority(&self) -> Option<Arc<sigil_ca::X509Authority>> {
         self.lock().active()
+    }
+
+    /// The CAs whose CRLs this replica publishes: its active signing CA and, with an upstream
+    /// CA on disk, the upstream (read from its files now; a failure is logged and skipped).
+    pub fn crl_authorities(&self) -> Vec<CrlAuthority> {
+        let (active, source) = {
+            let m = self.lock();
+            (m.active(), m.config().source.clone())
+        };
+        let mut out = Vec::new();
+        if let Some(a) = active {
+            out.push(CrlAuthority {
+                authority: a,
+                signs_svids: true,
+            });
+        }
+        if let CaSource::Upstream(files) = source {
+            match sigil_ca::UpstreamCa::load(&files, &self.td, now_odt()) {
+                Ok(up) => out.push(CrlAuthority {
+                    authority: Arc::new(up.authority().clone()),
+                    signs_svids: false,
+                }),
+                Err(e) => {
+                    warn!(error = %e, "cannot load the upstream CA to sign its CRL; skipped")
+                }
+            }
+        }
+        out
     }
 
     /// The roots of the own trust domain, as published.
@@ -344,6 +386,41 @@ impl CaHandle {
         };
         let left = at - now_odt();
         Some(Duration::try_from(left).unwrap_or(Duration::ZERO))
+    }
+
+    /// This replica's CA certificates that are not trust anchors (intermediates under an
+    /// upstream CA), as (serial in the datastore's normal form, notAfter unix seconds).
+    pub fn intermediate_serials(&self) -> Vec<(String, i64)> {
+        let m = self.lock();
+        m.journal()
+            .entries
+            .iter()
+            .filter(|e| e.ca_cert != e.root_cert)
+            .filter_map(|e| {
+                let (_, c) = x509_parser::parse_x509_certificate(&e.ca_cert).ok()?;
+                let serial =
+                    sigil_datastore::normalize_serial(&hex::encode(c.raw_serial())).ok()?;
+                Some((serial, e.not_after.unix_timestamp()))
+            })
+            .collect()
+    }
+
+    /// The roots' CRLs kept in the journal (self-signed mode), of every CA generation still in
+    /// the bundle.
+    pub fn root_crls(&self) -> Vec<String> {
+        let now = now_odt();
+        self.lock()
+            .journal()
+            .entries
+            .iter()
+            .filter(|e| e.not_after > now)
+            .filter_map(|e| e.root_crl_pem.clone())
+            .collect()
+    }
+
+    /// The id (subject key id, hex) of the active signing CA.
+    pub fn active_id(&self) -> Option<String> {
+        self.lock().active().map(|a| a.id())
     }
 
     pub fn active_not_after(&self) -> Option<i64> {

@@ -76,6 +76,14 @@ pub struct FileConfig {
     pub server_id: Option<String>,
     /// Where ClusterIssuers read their Secrets (cert-manager's `--cluster-resource-namespace`).
     pub cluster_resource_namespace: Option<String>,
+    /// Plain-HTTP CRL endpoint (`GET /crl/<ca>.crl|.pem`); off unless given.
+    pub crl_listen: Option<String>,
+    /// Directory the CRLs are written to (DER and PEM); default `<data_dir>/crl`.
+    pub crl_dir: Option<PathBuf>,
+    /// Base URL put in issued certificates' CRL distribution point (`<url>/crl/<ca>.crl`).
+    pub crl_url: Option<String>,
+    /// How long a CRL is valid (its nextUpdate); it is re-signed at half of it.
+    pub crl_validity: Option<String>,
 }
 
 impl FileConfig {
@@ -106,6 +114,10 @@ impl FileConfig {
             cluster_resource_namespace: over
                 .cluster_resource_namespace
                 .or(self.cluster_resource_namespace),
+            crl_listen: over.crl_listen.or(self.crl_listen),
+            crl_dir: over.crl_dir.or(self.crl_dir),
+            crl_url: over.crl_url.or(self.crl_url),
+            crl_validity: over.crl_validity.or(self.crl_validity),
         }
     }
 }
@@ -142,6 +154,23 @@ pub struct ServerConfig {
     pub server_id: Option<String>,
     /// The namespace ClusterIssuers read their Secrets from (default `cert-manager`).
     pub cluster_resource_namespace: String,
+    /// Revocation lists: where they are served and written, what certificates point to.
+    pub crl: CrlConfig,
+}
+
+/// Default lifetime of a published CRL (its nextUpdate); re-signed at half of it.
+pub const DEFAULT_CRL_VALIDITY: Duration = Duration::from_secs(3600);
+
+/// Where and how CRLs are published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrlConfig {
+    /// Plain-HTTP endpoint; `None` serves none.
+    pub listen: Option<SocketAddr>,
+    /// CRL files (`<ca>.crl`, `<ca>.pem`, `all.pem`) are written here.
+    pub dir: PathBuf,
+    /// Base URL of the CRL distribution point in issued certificates; `None` leaves it out.
+    pub url: Option<String>,
+    pub validity: Duration,
 }
 
 impl ServerConfig {
@@ -235,8 +264,15 @@ impl ServerConfig {
                     .into(),
             });
         }
+        let crl = resolve_crl(
+            f.crl_listen,
+            f.crl_dir.unwrap_or_else(|| data_dir.join("crl")),
+            f.crl_url,
+            f.crl_validity,
+        )?;
         Ok(ServerConfig {
             cluster_resource_namespace,
+            crl,
             trust_domain,
             data_dir,
             datastore,
@@ -266,6 +302,55 @@ fn is_dns_label(s: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
+}
+
+fn resolve_crl(
+    listen: Option<String>,
+    dir: PathBuf,
+    url: Option<String>,
+    validity: Option<String>,
+) -> Result<CrlConfig, ConfigError> {
+    let listen = match listen.as_deref() {
+        None | Some("" | "off" | "none") => None,
+        Some(s) => Some(s.parse::<SocketAddr>().map_err(|e| ConfigError::Invalid {
+            field: "crl_listen",
+            value: s.to_owned(),
+            reason: format!("{e}; write HOST:PORT such as 127.0.0.1:8089, or \"off\""),
+        })?),
+    };
+    if let Some(u) = &url
+        && !(u.starts_with("http://") || u.starts_with("https://"))
+    {
+        return Err(ConfigError::Invalid {
+            field: "crl_url",
+            value: u.clone(),
+            reason: "write the base URL where the CRLs are reachable, such as \
+                     http://sigil-server:8089 (certificates point to <url>/crl/<ca>.crl)"
+                .into(),
+        });
+    }
+    let validity = match validity {
+        None => DEFAULT_CRL_VALIDITY,
+        Some(s) => parse_duration(&s)
+            .and_then(|d| {
+                if d < Duration::from_secs(60) {
+                    Err("must be at least 1m; relying parties re-fetch at nextUpdate".into())
+                } else {
+                    Ok(d)
+                }
+            })
+            .map_err(|reason| ConfigError::Invalid {
+                field: "crl_validity",
+                value: s,
+                reason,
+            })?,
+    };
+    Ok(CrlConfig {
+        listen,
+        dir,
+        url: url.map(|u| u.trim_end_matches('/').to_owned()),
+        validity,
+    })
 }
 
 /// Parses `90s`, `15m`, `1h`, `24h`, `7d`, `1h30m` or a bare number of seconds.

@@ -9,12 +9,14 @@ pub mod ca_handle;
 pub mod certs;
 pub mod config;
 mod convert;
+pub mod crl;
 mod jwt_api;
 pub mod mesh;
 pub mod metrics;
 pub mod node_api;
 pub mod node_client;
 pub mod proxies;
+pub mod revoke;
 pub mod secret_delivery;
 pub mod secrets;
 pub mod state;
@@ -47,12 +49,16 @@ pub const ADMIN_MAX_MESSAGE: usize = 16 << 20;
 const HOUSEKEEPING: Duration = Duration::from_secs(5);
 /// Floor between two housekeeping rounds, so a step that keeps failing cannot spin.
 const MIN_WAIT: Duration = Duration::from_millis(200);
+/// How often the CRL publisher checks whether its CRLs must be re-signed.
+const CRL_CHECK: Duration = Duration::from_millis(500);
 
 /// A running server: the addresses it actually bound, and its lifecycle.
 pub struct Bound {
     pub node_addr: SocketAddr,
     pub admin_socket: PathBuf,
     pub metrics_addr: Option<SocketAddr>,
+    /// The CRL endpoint (`--crl-listen`), if any.
+    pub crl_addr: Option<SocketAddr>,
     pub shared: Arc<Shared>,
     tasks: Tasks,
 }
@@ -145,6 +151,7 @@ pub async fn build(cfg: ServerConfig) -> anyhow::Result<Bound> {
         proxies: Default::default(),
         certs: Default::default(),
         secrets,
+        crl: crl::CrlPublisher::new(cfg.crl.clone()),
     });
     shared.refresh_counts().await;
     if let Some(t) = shared.ca.active_not_after() {
@@ -223,6 +230,56 @@ pub async fn build(cfg: ServerConfig) -> anyhow::Result<Bound> {
         }
     };
 
+    // CRLs: signed now (a failure here is a configuration problem worth refusing to start
+    // over, e.g. an unwritable --crl-dir), then on every revocation, CA change and at half
+    // of their validity.
+    shared
+        .crl
+        .publish(&shared)
+        .await
+        .context("cannot publish the CRLs")?;
+    let crl_addr = match shared.crl.bind().await? {
+        None => None,
+        Some(l) => {
+            let a = l.local_addr()?;
+            let s = shared.clone();
+            let mut rx = shutdown_rx.clone();
+            tasks.spawn(async move {
+                tokio::select! {
+                    _ = crl::serve(l, s) => {}
+                    _ = rx.wait_for(|s| *s) => {}
+                }
+                Ok(())
+            });
+            Some(a)
+        }
+    };
+    let s = shared.clone();
+    let mut rx = shutdown_rx.clone();
+    tasks.spawn(async move {
+        let mut failing = false;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(CRL_CHECK) => {}
+                _ = s.crl.woken() => {}
+                _ = rx.wait_for(|s| *s) => return Ok(()),
+            }
+            let revision = s.config.current().revision;
+            let active = s.ca.active_id();
+            if !s.crl.due(revision, active.as_deref(), time::OffsetDateTime::now_utc()) {
+                continue;
+            }
+            match s.crl.publish(&s).await {
+                Ok(()) => failing = false,
+                Err(e) if !failing => {
+                    failing = true;
+                    warn!(error = %format!("{e:#}"), "cannot publish the CRLs; will retry (the last ones stay served)");
+                }
+                Err(_) => {}
+            }
+        }
+    });
+
     // Housekeeping: CA rotation, bundle sync with other replicas, server SVID renewal, pruning.
     let s = shared.clone();
     let mut rx = shutdown_rx.clone();
@@ -253,6 +310,10 @@ pub async fn build(cfg: ServerConfig) -> anyhow::Result<Bound> {
             // not "unknown".
             if let Err(e) = s.ds.prune_join_tokens(now_unix() - 3600).await {
                 warn!(error = %e, "cannot prune expired join tokens");
+            }
+            // A revoked certificate past its notAfter is refused anyway.
+            if let Err(e) = s.ds.prune_revocations(now_unix()).await {
+                warn!(error = %e, "cannot prune expired revocations");
             }
             s.refresh_counts().await;
         }
@@ -297,12 +358,14 @@ pub async fn build(cfg: ServerConfig) -> anyhow::Result<Bound> {
         node_api = %node_addr,
         admin_socket = %cfg.socket_path.display(),
         metrics = ?metrics_addr,
+        crl = ?crl_addr,
         "sigil server ready"
     );
     Ok(Bound {
         node_addr,
         admin_socket: cfg.socket_path.clone(),
         metrics_addr,
+        crl_addr,
         shared,
         tasks,
     })

@@ -103,6 +103,12 @@ impl CertManagerMetrics {
     }
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// RFC 5280 reason name (`keyCompromise`, …).
+    pub reason: String,
+}
+
 /// The server's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -126,6 +132,12 @@ pub struct Metrics {
     pub proxy_reports: Family<ResultLabel, Counter>,
     /// Secrets sent to agents for files on their node, by result (delivered, denied, missing, error).
     pub secret_deliveries: Family<ResultLabel, Counter>,
+    /// Certificates revoked through this replica, by reason.
+    pub revocations: Family<ReasonLabel, Counter>,
+    /// Revoked certificates not yet expired (the size of the revocation list).
+    pub revoked: Gauge,
+    /// CRL signings, by result (ok, error).
+    pub crl_publications: Family<ResultLabel, Counter>,
 }
 
 impl Metrics {
@@ -193,7 +205,28 @@ impl Metrics {
             "Secrets sent to agents to write as files, by result (delivered, denied, missing, error)",
             secret_deliveries.clone(),
         );
+        let revocations = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "revocations",
+            "Certificates revoked through this replica, by RFC 5280 reason",
+            revocations.clone(),
+        );
+        let revoked = Gauge::default();
+        registry.register(
+            "revoked_certificates",
+            "Revoked certificates that have not expired yet (pushed to every proxy, in the CRLs)",
+            revoked.clone(),
+        );
+        let crl_publications = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "crl_publications",
+            "CRLs signed and published, by result (ok, error)",
+            crl_publications.clone(),
+        );
         Metrics {
+            revocations,
+            revoked,
+            crl_publications,
             registry,
             certmanager: CertManagerMetrics::new(),
             proxies,

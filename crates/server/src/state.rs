@@ -44,6 +44,8 @@ pub struct Shared {
     pub certs: crate::certs::CertsHandle,
     /// Seals and opens `Secret` values.
     pub secrets: crate::secrets::SecretKeyring,
+    /// This replica's CRLs.
+    pub crl: crate::crl::CrlPublisher,
 }
 
 /// An SVID of this trust domain, verified.

@@ -11,6 +11,7 @@ mod config;
 mod entries;
 mod misc;
 mod resource_status;
+mod revocations;
 mod status;
 
 use std::sync::Arc;
@@ -21,6 +22,7 @@ pub use config::*;
 pub use entries::*;
 pub use misc::*;
 pub use resource_status::*;
+pub use revocations::*;
 use sigil_datastore::{
     DataStore, EntrySpec, ListEntriesFilter, OpenOptions, Page, Pagination, RegistrationEntry,
     Selector, open,
@@ -65,6 +67,7 @@ macro_rules! conformance_tests {
             proxy_status,
             resource_status_compare_and_set,
             resource_status_lease,
+            revocations,
         );
     };
     (@cases $runner:ident; $($case:ident),* $(,)?) => {

@@ -384,8 +384,30 @@ async fn mtls(l: &Arc<Listener>, tcp: TcpStream, mut conn: Conn, origin: &str) {
         }
     }
     drop(identity);
+    let serials = crate::revocation::chain_serials(
+        stream.get_ref().1.peer_certificates().unwrap_or_default(),
+    );
+    let peer = conn.source.to_string();
+    if let Some(r) = l.ctx.mesh.current().revoked.find(&serials) {
+        l.stats.handshake_failed(HandshakeFailure::Other);
+        l.ctx.stats.revoked_peer("inbound", "refused");
+        crate::revocation::log("inbound", "refused", &peer, r);
+        l.ctx.stats.note_error(format!(
+            "inbound port {}: client certificate {} ({}) is revoked ({}); connection refused",
+            l.port.port, r.serial, r.spiffe_id, r.reason
+        ));
+        return;
+    }
     l.stats.handshake_ok();
-    app(l, stream, conn).await;
+    // Served until it ends, or until a revocation of the client's certificate arrives:
+    // dropping the future closes the connection.
+    tokio::select! {
+        () = app(l, stream, conn) => {}
+        r = crate::revocation::revoked_later(&l.ctx.mesh, &serials) => {
+            l.ctx.stats.revoked_peer("inbound", "closed");
+            crate::revocation::log("inbound", "closed", &peer, &r);
+        }
+    }
 }
 
 /// Serves the port's protocol over `io` (plaintext or decrypted).

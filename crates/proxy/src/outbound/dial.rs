@@ -30,6 +30,10 @@ pub(crate) struct Route {
     pub rr: Arc<AtomicUsize>,
     /// Bound on the TCP connect and on the TLS handshake, each.
     pub timeout: Duration,
+    /// Revoked certificates (of the plan's mesh view): an upstream presenting one is refused.
+    pub revoked: crate::revocation::RevokedSet,
+    /// The proxy-wide counters (`sigil_proxy_revoked_peer_total`).
+    pub proxy_stats: Arc<crate::stats::Stats>,
 }
 
 /// What is known about an upstream connection (also attached to every HTTP response).
@@ -210,8 +214,23 @@ impl Route {
                 });
             }
         };
-        self.stats.handshake_ok();
         let (_, session) = tls.get_ref();
+        let serials =
+            crate::revocation::chain_serials(session.peer_certificates().unwrap_or_default());
+        if let Some(r) = self.revoked.find(&serials) {
+            self.stats.handshake_failed(HandshakeFailure::Other);
+            self.proxy_stats.revoked_peer("outbound", "refused");
+            crate::revocation::log("outbound", "refused", &addr.to_string(), r);
+            return Err(DialError {
+                failure: Some(HandshakeFailure::Other),
+                reason: format!(
+                    "the upstream {addr} presented certificate {} ({}), which is revoked ({})",
+                    r.serial, r.spiffe_id, r.reason
+                ),
+                addr: Some(addr),
+            });
+        }
+        self.stats.handshake_ok();
         let peer_id = session
             .peer_certificates()
             .and_then(|c| c.first())

@@ -185,6 +185,8 @@ impl Outbound {
             stats: self.stats.clone(),
             rr: self.rr.clone(),
             timeout: cfg.limits.handshake_timeout,
+            revoked: view.revoked.clone(),
+            proxy_stats: self.ctx.stats.clone(),
         });
         let http = (self.upstream.protocol != AppProtocol::Tcp)
             .then(|| http::Pool::new(route.clone(), self.upstream.protocol, &cfg.limits));

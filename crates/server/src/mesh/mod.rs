@@ -26,6 +26,8 @@ pub const POLL: Duration = Duration::from_millis(250);
 pub struct Snapshot {
     pub revision: i64,
     pub resources: Vec<pb::ConfigResource>,
+    /// Revoked certificates not yet expired.
+    pub revoked: Vec<pb::RevokedCertificate>,
 }
 
 impl Snapshot {
@@ -34,6 +36,7 @@ impl Snapshot {
         pb::ConfigSnapshot {
             revision: self.revision,
             resources: self.resources.clone(),
+            revoked: self.revoked.clone(),
         }
     }
 }
@@ -100,9 +103,20 @@ async fn read(ds: &dyn DataStore) -> Result<Snapshot, sigil_datastore::Error> {
             }
         }
     }
+    // Read after the revision: a revocation stored in between is included early (harmless)
+    // and its revision is delivered at the next refresh.
+    let now = crate::state::now_unix();
+    let revoked = ds
+        .list_revocations()
+        .await?
+        .iter()
+        .filter(|r| r.not_after >= now)
+        .map(crate::revoke::to_pb)
+        .collect();
     Ok(Snapshot {
         revision,
         resources,
+        revoked,
     })
 }
 

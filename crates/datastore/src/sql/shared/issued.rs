@@ -5,7 +5,7 @@ use sigil_spiffe::SpiffeId;
 
 use super::{DbRow, SqlStore, col, is_unique_violation};
 use crate::error::{Error, Result};
-use crate::model::{IssuedCert, IssuedKind, normalize_serial};
+use crate::model::{IssuedCert, IssuedFilter, IssuedKind, normalize_serial};
 use crate::sql::{parse_stored, to_u64};
 use crate::store::IssuedCertStore;
 
@@ -79,6 +79,28 @@ impl IssuedCertStore for SqlStore {
             .await
             .map_err(|e| self.err(e))?;
         to_u64("issued count", n)
+    }
+
+    async fn list_issued(
+        &self,
+        filter: &IssuedFilter,
+        not_after_from: i64,
+    ) -> Result<Vec<IssuedCert>> {
+        let base = "SELECT serial_hex, spiffe_id, kind, issued_by, agent_id, entry_id, not_after, \
+                    issued_at FROM issued_certs WHERE not_after >= $1 AND ";
+        let order = " ORDER BY issued_at, serial_hex";
+        let (condition, id) = match filter {
+            IssuedFilter::Entry(id) => ("entry_id = $2", id.clone()),
+            IssuedFilter::Agent(id) => (
+                "(agent_id = $2 OR (kind = 'agent-svid' AND spiffe_id = $2))",
+                id.as_str().to_owned(),
+            ),
+        };
+        let query = sqlx::query(sqlx::AssertSqlSafe(format!("{base}{condition}{order}")))
+            .bind(not_after_from)
+            .bind(id);
+        let rows = query.fetch_all(&self.pool).await.map_err(|e| self.err(e))?;
+        rows.iter().map(issued_from_row).collect()
     }
 
     async fn prune_issued(&self, before: i64) -> Result<u64> {

@@ -11,6 +11,7 @@ mod config;
 mod entries;
 mod issued;
 mod resource_status;
+mod revocations;
 mod status;
 mod tokens;
 
