@@ -260,6 +260,9 @@ pub enum IssuedKind {
     AgentSvid,
     #[serde(rename = "ca")]
     Ca,
+    /// A cert-manager Certificate signed by the trust domain's CA (the `sigil` issuer).
+    #[serde(rename = "certificate")]
+    Certificate,
 }
 
 impl IssuedKind {
@@ -268,6 +271,7 @@ impl IssuedKind {
             IssuedKind::X509Svid => "x509-svid",
             IssuedKind::AgentSvid => "agent-svid",
             IssuedKind::Ca => "ca",
+            IssuedKind::Certificate => "certificate",
         }
     }
 }
@@ -285,6 +289,7 @@ impl FromStr for IssuedKind {
             "x509-svid" => Ok(IssuedKind::X509Svid),
             "agent-svid" => Ok(IssuedKind::AgentSvid),
             "ca" => Ok(IssuedKind::Ca),
+            "certificate" => Ok(IssuedKind::Certificate),
             other => Err(Error::Invalid(format!(
                 "certificate kind {other:?} is not one of x509-svid, agent-svid, ca"
             ))),

@@ -91,14 +91,19 @@ pub fn issue(
             let root = Some(c.cert_der.clone());
             (c, root)
         }
-        Signing::Authority { authority, root } => {
+        Signing::Authority {
+            authority,
+            root,
+            crl_url,
+            ..
+        } => {
+            let mut params = plan.params.clone();
+            if let Some(url) = crl_url {
+                sigil_ca::template::set_crl_distribution_point(&mut params, url)
+                    .map_err(|e| format!("the CRL distribution point is invalid: {e}"))?;
+            }
             let c = authority
-                .sign_leaf(
-                    plan.params.clone(),
-                    &key.public_key_spki_der(),
-                    plan.duration,
-                    now,
-                )
+                .sign_leaf(params, &key.public_key_spki_der(), plan.duration, now)
                 .map_err(|e| format!("the issuer refused to sign: {e}"))?;
             (c, root.clone())
         }

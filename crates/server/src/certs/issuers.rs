@@ -36,6 +36,11 @@ pub enum Signing {
     Authority {
         authority: Arc<X509Authority>,
         root: Option<CertificateDer<'static>>,
+        /// The trust domain's own CA (the `sigil` issuer): what it signs is recorded in the
+        /// issued-certificates log, so `sigil x509 revoke --serial` and the CRLs cover it.
+        own_ca: bool,
+        /// CRL distribution point to put in the certificate (`--crl-url` with `own_ca`).
+        crl_url: Option<String>,
     },
 }
 
@@ -173,7 +178,13 @@ pub async fn check(
                 )
             })?;
             let root = root_of(&authority, &s.ca.trusted_roots());
-            Ok(Signing::Authority { authority, root })
+            let crl_url = s.cfg.crl.url.as_deref().map(|b| authority.crl_url(b));
+            Ok(Signing::Authority {
+                authority,
+                root,
+                own_ca: true,
+                crl_url,
+            })
         }
         _ => {
             let name = spec
@@ -288,5 +299,7 @@ async fn ca_from_secret(s: &Shared, ns: &str, name: &str) -> Result<Signing, Iss
     Ok(Signing::Authority {
         authority: Arc::new(authority),
         root,
+        own_ca: false,
+        crl_url: None,
     })
 }
