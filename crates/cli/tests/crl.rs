@@ -192,7 +192,18 @@ impl Peer {
 }
 
 impl Drop for Peer {
+    /// SIGTERM first: nginx's master then stops its workers (a SIGKILL would orphan them).
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -536,6 +547,25 @@ http {{
         port,
     );
     let bundle = s.web.join("bundle.pem");
+    // What nginx will decide, asked of OpenSSL directly with the same files.
+    let verify = |client: &Path| {
+        run(Command::new("openssl")
+            .args(["verify", "-crl_check_all", "-CRLfile"])
+            .arg(s.crl_dir.join("all.pem"))
+            .arg("-CAfile")
+            .arg(&bundle)
+            .arg("-untrusted")
+            .arg(client.join("svid.pem"))
+            .arg(client.join("svid.pem")))
+    };
+    let (ok, text) = verify(&s.good);
+    assert!(ok, "openssl verify of the unrevoked client: {text}");
+    let (ok, text) = verify(&s.bad);
+    assert!(
+        !ok && text.contains("certificate revoked"),
+        "openssl verify of the revoked client: {text}\n{}",
+        all_pem_text(&s.crl_dir)
+    );
     let (code, text) = curl(port, &bundle, &s.good);
     assert_eq!(
         code,

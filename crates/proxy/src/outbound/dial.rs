@@ -46,6 +46,9 @@ pub(crate) struct ConnInfo {
     pub tls_version: Option<String>,
     /// HTTP/2 was negotiated by ALPN.
     pub h2: bool,
+    /// Serials of the server's certificate chain (normalized), empty for plaintext: watched
+    /// for revocations while the connection is open.
+    pub peer_serials: Vec<String>,
 }
 
 /// Why no upstream connection could be made.
@@ -182,6 +185,7 @@ impl Route {
                     alpn: None,
                     tls_version: None,
                     h2: false,
+                    peer_serials: Vec::new(),
                 }),
             });
         };
@@ -244,6 +248,7 @@ impl Route {
             alpn: alpn.map(|a| String::from_utf8_lossy(&a).into_owned()),
             tls_version: session.protocol_version().map(|v| format!("{v:?}")),
             h2,
+            peer_serials: serials,
         };
         Ok(Conn {
             io: Stream::Tls(Box::new(tls)),

@@ -305,14 +305,29 @@ async fn tcp(out: Arc<Outbound>, mut app: TcpStream, peer: SocketAddr) {
         }
         Ok(mut conn) => {
             entry.connected(&conn.info);
-            match tokio::io::copy_bidirectional(&mut app, &mut conn).await {
-                Ok((from_app, to_app)) => {
-                    out.stats.bytes(from_app, to_app);
-                    entry.bytes(from_app, to_app);
-                }
-                Err(e) => {
-                    debug!(error = %e, "TCP forwarding ended with an error");
-                    entry.reason(format!("connection reset while forwarding: {e}"));
+            let info = conn.info.clone();
+            // Forwarded until either side ends, or until the upstream's certificate is
+            // revoked: dropping the copy closes both connections.
+            tokio::select! {
+                r = tokio::io::copy_bidirectional(&mut app, &mut conn) => match r {
+                    Ok((from_app, to_app)) => {
+                        out.stats.bytes(from_app, to_app);
+                        entry.bytes(from_app, to_app);
+                    }
+                    Err(e) => {
+                        debug!(error = %e, "TCP forwarding ended with an error");
+                        entry.reason(format!("connection reset while forwarding: {e}"));
+                    }
+                },
+                r = crate::revocation::revoked_later(&out.ctx.mesh, &info.peer_serials),
+                    if !info.peer_serials.is_empty() =>
+                {
+                    out.ctx.stats.revoked_peer("outbound", "closed");
+                    crate::revocation::log("outbound", "closed", &info.addr.to_string(), &r);
+                    entry.reason(format!(
+                        "closed: the upstream's certificate {} ({}) was revoked ({})",
+                        r.serial, r.spiffe_id, r.reason
+                    ));
                 }
             }
         }
