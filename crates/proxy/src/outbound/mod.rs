@@ -303,7 +303,14 @@ async fn tcp(out: Arc<Outbound>, mut app: TcpStream, peer: SocketAddr) {
         }
         Ok(mut conn) => {
             entry.connected(&conn.info);
-            match tokio::io::copy_bidirectional(&mut app, &mut conn).await {
+            match tokio::io::copy_bidirectional_with_sizes(
+                &mut app,
+                &mut conn,
+                crate::COPY_BUFFER,
+                crate::COPY_BUFFER,
+            )
+            .await
+            {
                 Ok((from_app, to_app)) => {
                     out.stats.bytes(from_app, to_app);
                     entry.bytes(from_app, to_app);
