@@ -127,7 +127,10 @@ pub fn measure(secs: f64) -> anyhow::Result<Rates> {
         x25519_share()?;
         let ek = EncapsulationKey::new(&ML_KEM_768, &client_ek)
             .map_err(|e| anyhow!("ML-KEM-768 key: {e}"))?;
-        black_box(ek.encapsulate().map_err(unspecified("ML-KEM encapsulate"))?);
+        black_box(
+            ek.encapsulate()
+                .map_err(unspecified("ML-KEM encapsulate"))?,
+        );
         Ok(())
     })?;
 
@@ -141,11 +144,7 @@ pub fn measure(secs: f64) -> anyhow::Result<Rates> {
         let mut n = [0u8; 12];
         n[4..].copy_from_slice(&counter.to_be_bytes());
         let tag = aead
-            .seal_in_place_separate_tag(
-                Nonce::assume_unique_for_key(n),
-                Aad::empty(),
-                &mut record,
-            )
+            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(n), Aad::empty(), &mut record)
             .map_err(unspecified("AES-GCM seal"))?;
         let _ = black_box(tag);
         Ok(())

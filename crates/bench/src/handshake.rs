@@ -63,8 +63,7 @@ impl ServerCertVerifier for ChainOnly {
             .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
         {
             Err(rustls::Error::InvalidCertificate(
-                CertificateError::NotValidForName
-                | CertificateError::NotValidForNameContext { .. },
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),
             r => r,
         }
@@ -166,11 +165,7 @@ async fn once(
 /// Runs the load for `o.secs` seconds.
 pub async fn run(o: &Options) -> anyhow::Result<Outcome> {
     let tls = TlsConnector::from(Arc::new(client_config(o)?));
-    let request = format!(
-        "GET {} HTTP/1.0\r\nHost: billing-service\r\n\r\n",
-        o.path
-    )
-    .into_bytes();
+    let request = format!("GET {} HTTP/1.0\r\nHost: billing-service\r\n\r\n", o.path).into_bytes();
     let ok = AtomicU64::new(0);
     let errors = AtomicU64::new(0);
     let stop = AtomicBool::new(false);

@@ -32,9 +32,7 @@ impl Flags {
             let Some(name) = a.strip_prefix("--") else {
                 return Err(format!("unexpected argument {a:?}"));
             };
-            let v = it
-                .next()
-                .ok_or_else(|| format!("--{name} needs a value"))?;
+            let v = it.next().ok_or_else(|| format!("--{name} needs a value"))?;
             out.push((name.to_owned(), v.clone()));
         }
         Ok(Flags(out))
@@ -49,7 +47,8 @@ impl Flags {
     }
 
     fn required(&self, name: &str) -> Result<&str, String> {
-        self.get(name).ok_or_else(|| format!("--{name} is required"))
+        self.get(name)
+            .ok_or_else(|| format!("--{name} is required"))
     }
 
     fn number<T: std::str::FromStr>(&self, name: &str, default: T) -> Result<T, String> {

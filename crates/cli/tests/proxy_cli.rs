@@ -172,7 +172,14 @@ fn without_an_agent_it_runs_not_ready_and_stops_on_sigterm() {
     .unwrap();
     let log = dir.path().join("proxy.log");
     let child = Command::new(SIGIL)
-        .args(["proxy", "run", "--worker-threads", "1", "--log-level", "info"])
+        .args([
+            "proxy",
+            "run",
+            "--worker-threads",
+            "1",
+            "--log-level",
+            "info",
+        ])
         .arg("--config")
         .arg(&cfg)
         .stdout(Stdio::null())
