@@ -318,10 +318,13 @@ fn main() -> ExitCode {
             };
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Cmd::Proxy(p) = &cli.cmd
+        && let Some(n) = p.worker_threads()
     {
+        runtime.worker_threads(n);
+    }
+    let rt = match runtime.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -36,6 +36,21 @@ pub struct ProxyRunArgs {
     /// Log format: text or json.
     #[arg(long = "log-format", default_value = "text")]
     log_format: String,
+    /// Threads that run connections (default: one per CPU). One thread is what a sidecar
+    /// beside a small service needs and what `bench/run` measures.
+    #[arg(long = "worker-threads", env = "SIGIL_PROXY_WORKER_THREADS",
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    worker_threads: Option<u16>,
+}
+
+impl ProxyCmd {
+    /// The runtime's worker threads this command asks for (`None`: tokio's default).
+    pub fn worker_threads(&self) -> Option<usize> {
+        match self {
+            ProxyCmd::Run(a) => a.worker_threads.map(usize::from),
+            ProxyCmd::Status(_) => None,
+        }
+    }
 }
 
 /// Logs to stderr through a reloadable filter; returns the handle for `/logging`.

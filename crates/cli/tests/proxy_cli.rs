@@ -102,6 +102,21 @@ fn without_a_workload_api_socket_setting_it_exits_64() {
     );
 }
 
+#[test]
+fn worker_threads_must_be_at_least_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("proxy.yaml");
+    std::fs::write(&cfg, "workload:\n  namespace: payments\n").unwrap();
+    let out = Command::new(SIGIL)
+        .args(["proxy", "run", "--worker-threads", "0", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{err}");
+    assert!(err.contains("--worker-threads"), "{err}");
+}
+
 /// The address in the first log line containing `marker` (`... marker addr=HOST:PORT`).
 fn logged_addr(p: &mut Proxy, marker: &str) -> SocketAddr {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -157,7 +172,15 @@ fn without_an_agent_it_runs_not_ready_and_stops_on_sigterm() {
     .unwrap();
     let log = dir.path().join("proxy.log");
     let child = Command::new(SIGIL)
-        .args(["proxy", "run", "--log-level", "info", "--config"])
+        .args([
+            "proxy",
+            "run",
+            "--worker-threads",
+            "1",
+            "--log-level",
+            "info",
+        ])
+        .arg("--config")
         .arg(&cfg)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())

@@ -33,7 +33,14 @@ pub(super) async fn proxy<S: Io>(l: &Arc<Listener>, mut io: S, conn: &Conn, prot
         match TcpStream::connect(l.port.app).await {
             Ok(mut app) => {
                 let _ = app.set_nodelay(true);
-                match tokio::io::copy_bidirectional(&mut io, &mut app).await {
+                match tokio::io::copy_bidirectional_with_sizes(
+                    &mut io,
+                    &mut app,
+                    crate::COPY_BUFFER,
+                    crate::COPY_BUFFER,
+                )
+                .await
+                {
                     Ok((from_client, to_client)) => (rx, tx) = (from_client, to_client),
                     Err(e) => debug!(error = %e, "tcp connection ended with an error"),
                 }

@@ -309,7 +309,12 @@ async fn tcp(out: Arc<Outbound>, mut app: TcpStream, peer: SocketAddr) {
             // Forwarded until either side ends, or until the upstream's certificate is
             // revoked: dropping the copy closes both connections.
             tokio::select! {
-                r = tokio::io::copy_bidirectional(&mut app, &mut conn) => match r {
+                r = tokio::io::copy_bidirectional_with_sizes(
+                    &mut app,
+                    &mut conn,
+                    crate::COPY_BUFFER,
+                    crate::COPY_BUFFER,
+                ) => match r {
                     Ok((from_app, to_app)) => {
                         out.stats.bytes(from_app, to_app);
                         entry.bytes(from_app, to_app);
