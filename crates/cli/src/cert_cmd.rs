@@ -303,7 +303,7 @@ impl Described {
         o.push_str("Spec:\n");
         let mut kv = |k: &str, v: &str| {
             if !v.is_empty() {
-                o.push_str(&format!("  {:<24}{}\n", format!("{k}:"), v));
+                o.push_str(&format!("  {:<26}{}\n", format!("{k}:"), v));
             }
         };
         kv("Secret Name", s(c, "/spec/secretName"));
@@ -362,7 +362,7 @@ impl Described {
             "    ",
         ));
         let mut kv =
-            |k: &str, v: &str| o.push_str(&format!("  {:<24}{}\n", format!("{k}:"), or_dash(v)));
+            |k: &str, v: &str| o.push_str(&format!("  {:<26}{}\n", format!("{k}:"), or_dash(v)));
         kv("Not Before", s(c, "/status/notBefore"));
         kv("Not After", s(c, "/status/notAfter"));
         kv("Renewal Time", s(c, "/status/renewalTime"));
@@ -554,7 +554,7 @@ mod tests {
             t.contains("Issuer Ref:               ClusterIssuer internal-ca"),
             "{t}"
         );
-        assert!(t.contains("Renew Before:             8h"), "{t}");
+        assert!(t.contains("\n  Renew Before:             8h\n"), "{t}");
         assert!(t.contains("Ready   True     Ready"), "{t}");
         assert!(
             t.contains("billing-service-cert-1   1          True    Issued"),
@@ -562,9 +562,10 @@ mod tests {
         );
         assert!(t.contains("Normal   Issuing   119s   Successfully issued certificate from ClusterIssuer \"internal-ca\""), "{t}");
         assert!(
-            t.contains("Renewal Time:           2026-01-01T16:00:00Z"),
+            t.contains("\n  Renewal Time:             2026-01-01T16:00:00Z\n"),
             "{t}"
         );
+        assert!(t.contains("\n  Failed Issuance Attempts: -\n"), "{t}");
     }
 
     #[test]
