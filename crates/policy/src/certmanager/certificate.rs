@@ -72,7 +72,7 @@ pub struct CertificateSpec {
     /// Encode usages into the CSR; absent = true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encode_usages_in_request: Option<bool>,
-    /// CertificateRequest revisions to keep (≥ 1); absent = keep all.
+    /// CertificateRequest revisions to keep (≥ 1); absent = 1, as cert-manager defaults it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision_history_limit: Option<i32>,
     /// Extra Secret entries: `key.der` (DER) and/or `tls-combined.pem` (CombinedPEM).
