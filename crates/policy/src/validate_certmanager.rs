@@ -10,6 +10,9 @@
 //! - URIs (SANs, CRL/OCSP/AIA URLs) must be absolute and well-formed; upstream defers this
 //!   to CSR generation, where a bad one fails issuance later.
 //! - `secretTemplate.labels` are not checked against Kubernetes label syntax here.
+//! - `renewBefore` ≥ `duration` is accepted here; the Certificate controller reports it as
+//!   `Ready False` (reason `InvalidSpec`) with the fix, where `sigil get certificate` and
+//!   `sigil cert status` show it.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -339,29 +342,18 @@ fn durations(spec: &CertificateSpec, out: &mut Out) {
             },
         );
     }
-    if let Some(rb) = renew_before {
-        if rb < min_rb {
-            push(
-                out,
-                "spec.renewBefore",
-                ErrorKind::DurationBelowMinimum {
-                    field: "renewBefore".into(),
-                    value: rb.to_string(),
-                    minimum: min_rb.to_string(),
-                },
-            );
-        } else if let Some(d) = duration
-            && rb >= d
-        {
-            push(
-                out,
-                "spec.renewBefore",
-                ErrorKind::RenewBeforeNotShorter {
-                    renew_before: rb.to_string(),
-                    duration: d.to_string(),
-                },
-            );
-        }
+    if let Some(rb) = renew_before
+        && rb < min_rb
+    {
+        push(
+            out,
+            "spec.renewBefore",
+            ErrorKind::DurationBelowMinimum {
+                field: "renewBefore".into(),
+                value: rb.to_string(),
+                minimum: min_rb.to_string(),
+            },
+        );
     }
     if let Some(pct) = spec.renew_before_percentage {
         let pct = i64::from(pct);

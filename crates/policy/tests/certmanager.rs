@@ -312,23 +312,6 @@ fn cases() -> Vec<Case> {
             },
         },
         Case {
-            name: "renewBefore not shorter than duration",
-            yaml: cert("  duration: 24h\n  renewBefore: 1440m\n"),
-            path: "spec.renewBefore",
-            line: 8,
-            kind: |k| {
-                matches!(k, ErrorKind::RenewBeforeNotShorter { renew_before, duration }
-                    if renew_before == "24h0m0s" && duration == "24h0m0s")
-            },
-        },
-        Case {
-            name: "renewBefore longer than the default 90 days",
-            yaml: cert("  renewBefore: 2200h\n"),
-            path: "spec.renewBefore",
-            line: 7,
-            kind: |k| matches!(k, ErrorKind::RenewBeforeNotShorter { duration, .. } if duration == "2160h0m0s"),
-        },
-        Case {
             name: "renewBefore below five minutes",
             yaml: cert("  renewBefore: 1m\n"),
             path: "spec.renewBefore",

@@ -309,3 +309,93 @@ async fn revoked_client_is_cut_off_within_a_second() {
     agent.shutdown().await;
     server.shutdown().await;
 }
+
+/// The other direction: a caller's pooled HTTP connection to an upstream whose certificate is
+/// revoked is closed by the caller's proxy (the pool outlives the request that opened it), and
+/// the next request gets a new connection to the upstream's new SVID.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pooled_connection_to_a_revoked_upstream_is_closed_within_a_second() {
+    let Mesh {
+        dir: _dir,
+        server,
+        mut admin,
+        agent,
+        socket,
+    } = Mesh::start(&["billing-service", "checkout-service"], 0).await;
+    apply(&mut admin, &example("base/destination-rule.yaml")).await;
+    apply(&mut admin, &example("permissive/peer-authentication.yaml")).await;
+
+    let billing_app = start_app();
+    let billing_port = free_port();
+    let billing = sigil_proxy::run::build(
+        server_proxy(&socket, "billing-service", &[(billing_port, billing_app)]),
+        None,
+    )
+    .await
+    .unwrap();
+    let checkout = sigil_proxy::run::build(
+        client_proxy(&socket, "checkout-service", billing_port),
+        None,
+    )
+    .await
+    .unwrap();
+    let out = checkout.outbound_addrs[0].1;
+    let id = format!("URI=spiffe://{TD}/ns/payments/sa/checkout-service");
+    {
+        let id = id.clone();
+        tokio::task::spawn_blocking(move || {
+            eventually("checkout → billing over mTLS", || {
+                match http(out, "POST", "/x") {
+                    Ok((200, body)) if body.contains(&id) => Some(()),
+                    _ => None,
+                }
+            })
+        })
+        .await
+        .unwrap();
+    }
+    // checkout's pool now holds an idle mTLS connection to billing.
+    let stats = checkout.ctx.stats.clone();
+    assert_eq!(counter(&stats.prometheus_text(), "outbound", "closed"), 0);
+    let billing_serial = billing.ctx.identity.current().unwrap().serial_hex.clone();
+    let r = admin
+        .revoke_x509(api::RevokeX509Request {
+            target: Some(api::revoke_x509_request::Target::Serial(
+                billing_serial.clone(),
+            )),
+            reason: "keyCompromise".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let revoked_at = Instant::now();
+    assert_eq!(r.revoked.len(), 1, "{r:?}");
+    loop {
+        if counter(&stats.prometheus_text(), "outbound", "closed") >= 1 {
+            break;
+        }
+        assert!(
+            revoked_at.elapsed() < Duration::from_secs(1),
+            "the pooled connection to the revoked upstream was not closed within 1 s:\n{}",
+            stats.prometheus_text()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // billing's agent replaces the revoked SVID; checkout reaches it again on a new connection.
+    tokio::task::spawn_blocking(move || {
+        eventually("checkout → billing after the revocation", || {
+            match http(out, "POST", "/x") {
+                Ok((200, body)) if body.contains(&id) => Some(()),
+                _ => None,
+            }
+        })
+    })
+    .await
+    .unwrap();
+    assert_ne!(
+        billing.ctx.identity.current().unwrap().serial_hex,
+        billing_serial,
+        "billing works with a new SVID"
+    );
+    drop((checkout, billing, agent, server));
+}

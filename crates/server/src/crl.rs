@@ -312,8 +312,14 @@ fn answer(p: &CrlPublisher, path: &str) -> (u16, &'static str, Vec<u8>) {
 /// Serves `GET /crl/…` until the task is dropped.
 pub async fn serve(listener: TcpListener, s: Arc<Shared>) {
     loop {
-        let Ok((tcp, _)) = listener.accept().await else {
-            continue;
+        let tcp = match listener.accept().await {
+            Ok((tcp, _)) => tcp,
+            Err(e) => {
+                // Out of descriptors and the like: wait instead of spinning on the error.
+                tracing::warn!(error = %e, "CRL endpoint cannot accept a connection");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
         };
         let s = s.clone();
         tokio::spawn(async move {

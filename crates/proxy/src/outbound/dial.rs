@@ -89,6 +89,40 @@ pub(crate) enum Stream {
 pub(crate) struct Conn {
     pub io: Stream,
     pub info: Arc<ConnInfo>,
+    /// For pooled HTTP connections: resolves when the upstream's certificate is revoked, after
+    /// which every read and write fails, so the pool drops the connection.
+    pub revocation: Option<RevocationWatch>,
+}
+
+/// Watches one open upstream connection for the revocation of its server's certificate.
+pub(crate) struct RevocationWatch {
+    pub revoked: Pin<Box<dyn std::future::Future<Output = crate::revocation::Revoked> + Send>>,
+    pub stats: Arc<crate::stats::Stats>,
+    /// Set once the revocation fired.
+    pub closed: bool,
+}
+
+impl Conn {
+    /// `Err` once the upstream's certificate has been revoked (logged and counted once).
+    fn check_revoked(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        let Some(w) = &mut self.revocation else {
+            return Ok(());
+        };
+        if !w.closed
+            && let Poll::Ready(r) = w.revoked.as_mut().poll(cx)
+        {
+            w.closed = true;
+            w.stats.revoked_peer("outbound", "closed");
+            crate::revocation::log("outbound", "closed", &self.info.addr.to_string(), &r);
+        }
+        if w.closed {
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "the upstream's certificate was revoked",
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Route {
@@ -178,6 +212,7 @@ impl Route {
     ) -> Result<Conn, DialError> {
         let Some(config) = config else {
             return Ok(Conn {
+                revocation: None,
                 io: Stream::Plain(tcp),
                 info: Arc::new(ConnInfo {
                     addr,
@@ -251,6 +286,7 @@ impl Route {
             peer_serials: serials,
         };
         Ok(Conn {
+            revocation: None,
             io: Stream::Tls(Box::new(tls)),
             info: Arc::new(info),
         })
@@ -346,7 +382,9 @@ impl AsyncRead for Conn {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match &mut self.get_mut().io {
+        let this = self.get_mut();
+        this.check_revoked(cx)?;
+        match &mut this.io {
             Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
@@ -359,7 +397,9 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match &mut self.get_mut().io {
+        let this = self.get_mut();
+        this.check_revoked(cx)?;
+        match &mut this.io {
             Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
@@ -370,7 +410,9 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match &mut self.get_mut().io {
+        let this = self.get_mut();
+        this.check_revoked(cx)?;
+        match &mut this.io {
             Stream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
         }
@@ -384,7 +426,9 @@ impl AsyncWrite for Conn {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.get_mut().io {
+        let this = self.get_mut();
+        this.check_revoked(cx)?;
+        match &mut this.io {
             Stream::Plain(s) => Pin::new(s).poll_flush(cx),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }

@@ -35,7 +35,13 @@ pub(crate) struct Pool {
 }
 
 impl Pool {
-    pub(crate) fn new(route: Arc<Route>, protocol: AppProtocol, limits: &Limits) -> Self {
+    /// `mesh` is watched for revocations of each pooled connection's upstream certificate.
+    pub(crate) fn new(
+        route: Arc<Route>,
+        protocol: AppProtocol,
+        limits: &Limits,
+        mesh: crate::mesh::MeshSource,
+    ) -> Self {
         let mut b = Client::builder(TokioExecutor::new());
         b.pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
@@ -44,7 +50,7 @@ impl Pool {
             b.http2_only(true);
         }
         Pool {
-            client: b.build(Connector { route }),
+            client: b.build(Connector { route, mesh }),
         }
     }
 }
@@ -54,6 +60,7 @@ impl Pool {
 #[derive(Clone)]
 struct Connector {
     route: Arc<Route>,
+    mesh: crate::mesh::MeshSource,
 }
 
 impl tonic::codegen::Service<Uri> for Connector {
@@ -67,7 +74,23 @@ impl tonic::codegen::Service<Uri> for Connector {
 
     fn call(&mut self, _uri: Uri) -> Self::Future {
         let route = self.route.clone();
-        Box::pin(async move { route.dial().await.map(TokioIo::new) })
+        let mesh = self.mesh.clone();
+        Box::pin(async move {
+            let mut conn = route.dial().await?;
+            // A pooled connection outlives the request that opened it: it is closed when its
+            // upstream's certificate is revoked, like an open TCP connection.
+            if !conn.info.peer_serials.is_empty() {
+                let serials = conn.info.peer_serials.clone();
+                conn.revocation = Some(super::dial::RevocationWatch {
+                    revoked: Box::pin(async move {
+                        crate::revocation::revoked_later(&mesh, &serials).await
+                    }),
+                    stats: route.proxy_stats.clone(),
+                    closed: false,
+                });
+            }
+            Ok(TokioIo::new(conn))
+        })
     }
 }
 

@@ -188,8 +188,14 @@ impl Outbound {
             revoked: view.revoked.clone(),
             proxy_stats: self.ctx.stats.clone(),
         });
-        let http = (self.upstream.protocol != AppProtocol::Tcp)
-            .then(|| http::Pool::new(route.clone(), self.upstream.protocol, &cfg.limits));
+        let http = (self.upstream.protocol != AppProtocol::Tcp).then(|| {
+            http::Pool::new(
+                route.clone(),
+                self.upstream.protocol,
+                &cfg.limits,
+                self.ctx.mesh.clone(),
+            )
+        });
         Plan {
             identity,
             view,

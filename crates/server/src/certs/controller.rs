@@ -279,6 +279,22 @@ async fn reconcile_certificate(s: &Shared, stored: &StoredConfig) -> Option<i64>
         Ok(sec) => sec,
         Err(e) => {
             warn!(certificate = %key, error = %e, "cannot read the certificate's Secret; retrying");
+            // Whatever else happens, an expired certificate is not Ready.
+            let expired_at = old
+                .status
+                .not_after
+                .as_deref()
+                .and_then(|t| {
+                    time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                        .ok()
+                })
+                .filter(|t| t.unix_timestamp() <= now_unix());
+            if let Some(t) = expired_at {
+                let msg = format!(
+                    "the certificate expired at {t} and its Secret cannot be read to renew it: {e}"
+                );
+                refuse(s, key, &old, version, generation, "Expired", &msg).await;
+            }
             return Some(now_unix() + 5);
         }
     };
@@ -387,7 +403,8 @@ impl Ctx<'_> {
                     &now_s,
                 );
                 save(self.s, self.key, &old, &rec, version).await;
-                Some(expiry.map_or(until, |e| e.min(until)))
+                // An expiry already past is no reason to wake early (Ready is False already).
+                Some(expiry.filter(|e| *e > now).map_or(until, |e| e.min(until)))
             }
             Action::Issue(trigger) => {
                 let started = rec.status.set_condition(
@@ -421,6 +438,16 @@ impl Ctx<'_> {
                     .unwrap_or(false);
                 if !held {
                     return Some(now + 2);
+                }
+                // Under the lease, the row must still be the one this decision was made on: a
+                // replica that issued meanwhile has moved its version.
+                if !matches!(load(self.s, self.key).await, Some((_, v)) if v == version) {
+                    let _ = self
+                        .s
+                        .ds
+                        .release_status_lease(self.key, &self.s.server_id)
+                        .await;
+                    return Some(now + 1);
                 }
                 let after = self.issue_now(rec.clone(), version, secret.as_ref()).await;
                 let _ = self
@@ -783,7 +810,11 @@ impl Ctx<'_> {
 async fn forget_deleted(s: &Shared, live: &BTreeSet<(String, String)>) {
     if let Ok(rows) = s.ds.list_status("Certificate", None).await {
         for r in rows {
-            if !live.contains(&(r.key.namespace.clone(), r.key.name.clone())) {
+            // Re-checked against the store: a Certificate applied during this round (and
+            // already given a status by another replica) is not in `live` yet.
+            if !live.contains(&(r.key.namespace.clone(), r.key.name.clone()))
+                && matches!(s.ds.get_config(&r.key).await, Ok(None))
+            {
                 let _ = s.ds.delete_status(&r.key).await;
             }
         }
