@@ -520,7 +520,7 @@ impl Ctx<'_> {
         if let (Ok(issued), issuers::Signing::Authority { own_ca: true, .. }) =
             (&written, &self.issuer.signing)
         {
-            self.record_issued(issued).await;
+            issue::record_issued(self.s, self.key, issued).await;
         }
         match &written {
             Ok(issued) => {
@@ -621,54 +621,6 @@ impl Ctx<'_> {
     }
 
     /// Keeps a CertificateRequest record per revision, pruned to `revisionHistoryLimit`.
-    /// Logs a certificate the trust domain's CA signed in the issued-certificates log, so that
-    /// `sigil x509 revoke --serial` finds it and the CRL lists it once revoked. It is recorded
-    /// under its SPIFFE URI, or, without one, under `spiffe://TD/cert-manager/NS/NAME`.
-    async fn record_issued(&self, issued: &issue::Issued) {
-        let td = &self.s.cfg.trust_domain;
-        let uri_id = sigil_spiffe::pem::decode_certificates(&issued.leaf_pem)
-            .ok()
-            .and_then(|c| c.into_iter().next())
-            .and_then(|der| {
-                let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
-                let san = cert.subject_alternative_name().ok().flatten()?;
-                san.value.general_names.iter().find_map(|n| match n {
-                    x509_parser::extensions::GeneralName::URI(u) => {
-                        sigil_spiffe::SpiffeId::parse(u)
-                            .ok()
-                            .filter(|id| id.trust_domain() == td)
-                    }
-                    _ => None,
-                })
-            });
-        let id = match uri_id {
-            Some(id) => id,
-            None => match sigil_spiffe::SpiffeId::parse(&format!(
-                "spiffe://{td}/cert-manager/{}/{}",
-                self.key.namespace, self.key.name
-            )) {
-                Ok(id) => id,
-                Err(e) => {
-                    warn!(certificate = %self.key, error = %e, "cannot name the certificate in the issued log");
-                    return;
-                }
-            },
-        };
-        let rec = sigil_datastore::IssuedCert {
-            serial_hex: issued.serial_hex.clone(),
-            spiffe_id: id,
-            kind: sigil_datastore::IssuedKind::Certificate,
-            issued_by: self.s.server_id.clone(),
-            agent_id: None,
-            entry_id: None,
-            not_after: issued.not_after,
-            issued_at: now_unix(),
-        };
-        if let Err(e) = self.s.ds.record_issued(rec).await {
-            warn!(certificate = %self.key, serial = %issued.serial_hex, error = %e, "could not record the issued certificate; it cannot be revoked by serial");
-        }
-    }
-
     async fn record_request(
         &self,
         revision: i64,

@@ -18,6 +18,9 @@ use super::facts::{TlsMaterial, material};
 use super::issuers::Signing;
 use super::plan::IssuePlan;
 use crate::secrets::SecretData;
+use crate::state::{Shared, now_unix};
+use sigil_datastore::ConfigKey;
+use tracing::warn;
 
 /// A signed certificate and its key, ready for the Secret.
 pub struct Issued {
@@ -194,4 +197,50 @@ pub fn key_der_of(tls_key: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
     let text = std::str::from_utf8(tls_key).ok()?;
     let der = pem_body(text);
     (!der.is_empty()).then_some(der)
+}
+
+/// Logs a certificate the trust domain's CA signed in the issued-certificates log, so that
+/// `sigil x509 revoke --serial` finds it and the CRL lists it once revoked. It is recorded
+/// under its SPIFFE URI, or, without one, under `spiffe://TD/cert-manager/NS/NAME`.
+pub async fn record_issued(s: &Shared, key: &ConfigKey, issued: &Issued) {
+    let td = &s.cfg.trust_domain;
+    let uri_id = sigil_spiffe::pem::decode_certificates(&issued.leaf_pem)
+        .ok()
+        .and_then(|c| c.into_iter().next())
+        .and_then(|der| {
+            let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
+            let san = cert.subject_alternative_name().ok().flatten()?;
+            san.value.general_names.iter().find_map(|n| match n {
+                x509_parser::extensions::GeneralName::URI(u) => sigil_spiffe::SpiffeId::parse(u)
+                    .ok()
+                    .filter(|id| id.trust_domain() == td),
+                _ => None,
+            })
+        });
+    let id = match uri_id {
+        Some(id) => id,
+        None => match sigil_spiffe::SpiffeId::parse(&format!(
+            "spiffe://{td}/cert-manager/{}/{}",
+            key.namespace, key.name
+        )) {
+            Ok(id) => id,
+            Err(e) => {
+                warn!(certificate = %key, error = %e, "cannot name the certificate in the issued log");
+                return;
+            }
+        },
+    };
+    let rec = sigil_datastore::IssuedCert {
+        serial_hex: issued.serial_hex.clone(),
+        spiffe_id: id,
+        kind: sigil_datastore::IssuedKind::Certificate,
+        issued_by: s.server_id.clone(),
+        agent_id: None,
+        entry_id: None,
+        not_after: issued.not_after,
+        issued_at: now_unix(),
+    };
+    if let Err(e) = s.ds.record_issued(rec).await {
+        warn!(certificate = %key, serial = %issued.serial_hex, error = %e, "could not record the issued certificate; it cannot be revoked by serial");
+    }
 }
