@@ -252,6 +252,12 @@ async fn apply_reaches_every_agent_and_survives_restarts() {
     let s = next(&mut watches[1]).await;
     assert_eq!(names(&s), ["PeerAuthentication/payments/default"]);
     let last_revision = s.revision;
+    // Agent 0 holds (and has persisted) the same revision before it is stopped.
+    let mut s0 = next(&mut watches[0]).await;
+    while s0.revision < last_revision {
+        s0 = next(&mut watches[0]).await;
+    }
+    assert_eq!(names(&s0), ["PeerAuthentication/payments/default"]);
     drop(watches);
 
     // Server down, agent restarted: the persisted configuration is served at once.
