@@ -395,15 +395,7 @@ impl Described {
             s(c, "/metadata/creationTimestamp")
         ));
         o.push_str("Conditions:\n");
-        for cond in conditions(c, "/status/conditions") {
-            o.push_str(&format!(
-                "  {}: {}, Reason: {}, Message: {}\n",
-                s(&cond, "/type"),
-                s(&cond, "/status"),
-                s(&cond, "/reason"),
-                s(&cond, "/message")
-            ));
-        }
+        o.push_str(&condition_lines(c, "  "));
         o.push_str(&format!("DNS Names:\n{}", bullets(c, "/spec/dnsNames")));
         o.push_str(&self.events_text(now));
         o.push_str("Issuer:\n");
@@ -415,15 +407,7 @@ impl Described {
                     s(i, "/kind")
                 ));
                 o.push_str("  Conditions:\n");
-                for cond in conditions(i, "/status/conditions") {
-                    o.push_str(&format!(
-                        "    {}: {}, Reason: {}, Message: {}\n",
-                        s(&cond, "/type"),
-                        s(&cond, "/status"),
-                        s(&cond, "/reason"),
-                        s(&cond, "/message")
-                    ));
-                }
+                o.push_str(&condition_lines(i, "    "));
             }
             None => o.push_str(&format!(
                 "  {} {:?} does not exist\n",
@@ -508,6 +492,22 @@ impl Described {
         }
         o
     }
+}
+
+/// `cmctl status`'s condition lines (`Type: Status, Reason: …, Message: …`), indented.
+fn condition_lines(v: &Value, indent: &str) -> String {
+    conditions(v, "/status/conditions")
+        .iter()
+        .map(|cond| {
+            format!(
+                "{indent}{}: {}, Reason: {}, Message: {}\n",
+                s(cond, "/type"),
+                s(cond, "/status"),
+                s(cond, "/reason"),
+                s(cond, "/message")
+            )
+        })
+        .collect()
 }
 
 fn bullets(v: &Value, ptr: &str) -> String {

@@ -8,12 +8,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use common::ServerProc;
+use common::pki::{make_ca, p};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -33,42 +34,6 @@ fn example(rel: &str) -> String {
 
 fn openssl(args: &[&str]) -> std::process::Output {
     Command::new("openssl").args(args).output().unwrap()
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
-
-/// `ca.crt` / `ca.key` as the seed document's reader would make them.
-fn make_ca(dir: &Path) -> (PathBuf, PathBuf) {
-    let (crt, key) = (dir.join("ca.crt"), dir.join("ca.key"));
-    let out = openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        p(&key),
-        "-out",
-        p(&crt),
-        "-subj",
-        "/CN=internal-ca",
-        "-days",
-        "30",
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "keyUsage=critical,keyCertSign,cRLSign",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (crt, key)
 }
 
 fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
@@ -107,7 +72,7 @@ fn secret_value(s: &ServerProc, ns: &str, name: &str, key: &str) -> Option<Vec<u
 fn seed_cluster_issuer_and_certificate_through_the_cli() {
     let dir = tempfile::tempdir().unwrap();
     let s = ServerProc::start(&dir.path().join("server"), None);
-    let ca = make_ca(dir.path());
+    let ca = make_ca(dir.path(), "internal-ca");
     s.ok(&[
         "create",
         "secret",
