@@ -22,6 +22,7 @@ mod spire_flags;
 mod status_cmd;
 mod x509_cmd;
 
+use sigil_proxy::cli::shutdown_signal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -259,18 +260,6 @@ async fn server_run(a: ServerRunArgs) -> Result<(), (u8, anyhow::Error)> {
             bound.shutdown().await;
             Ok(())
         }
-    }
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
     }
 }
 

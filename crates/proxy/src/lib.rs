@@ -11,6 +11,7 @@
 
 pub mod access_log;
 pub mod admin;
+pub mod cli;
 pub mod config;
 pub mod identity;
 pub mod inbound;
@@ -40,6 +41,20 @@ pub struct Context {
 /// TCP hop of `bench/run` from 385 to 597 MB/s of bulk (bench/RESULTS.md). Cost: 128 KiB per
 /// open connection.
 pub const COPY_BUFFER: usize = 64 * 1024;
+
+/// Read buffer under each mTLS connection. rustls pulls at most 4 KiB from its transport per
+/// `read_tls`, so a 16 KiB record straight off the socket costs four `recvfrom` calls; this
+/// buffer lets one call take up to four records and rustls read from memory. Writes pass
+/// through unbuffered (rustls already hands whole records to `writev`).
+pub const TLS_READ_BUFFER: usize = 64 * 1024;
+
+/// The transport under every mTLS connection the proxy terminates or originates.
+pub type TlsTransport = tokio::io::BufReader<tokio::net::TcpStream>;
+
+/// Wraps an accepted or connected socket for rustls (see [`TLS_READ_BUFFER`]).
+pub fn tls_transport(tcp: tokio::net::TcpStream) -> TlsTransport {
+    tokio::io::BufReader::with_capacity(TLS_READ_BUFFER, tcp)
+}
 
 /// ALPN values that mark a connection as mesh mTLS (sniffed on PERMISSIVE ports) and that the
 /// outbound side offers. Istio's values are accepted so Istio sidecars interoperate.

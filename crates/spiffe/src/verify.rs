@@ -515,6 +515,7 @@ pub enum VerifyError {
 pub struct VerifiedSvid {
     id: SpiffeId,
     not_after: u64,
+    path_not_before: u64,
     path_not_after: u64,
     chain: VerifiedChain,
 }
@@ -534,6 +535,12 @@ impl VerifiedSvid {
     /// the verification result holds until then.
     pub fn path_not_after(&self) -> u64 {
         self.path_not_after
+    }
+
+    /// The latest notBefore over the verified path, authority included (Unix seconds): the
+    /// verification result holds from then on.
+    pub fn path_not_before(&self) -> u64 {
+        self.path_not_before
     }
 
     /// Leaf, intermediates used, and the bundle authority the path ends at.
@@ -608,9 +615,19 @@ pub fn verify_x509_svid(
         .map(not_after_of)
         .min()
         .unwrap_or(not_after);
+    let path_not_before = verified
+        .certificates()
+        .iter()
+        .map(|der| {
+            svid::parse_cert(der)
+                .map_or(u64::MAX, |c| secs_u64(c.validity().not_before.timestamp()))
+        })
+        .max()
+        .unwrap_or(u64::MAX);
     Ok(VerifiedSvid {
         id,
         not_after,
+        path_not_before,
         path_not_after,
         chain: verified,
     })

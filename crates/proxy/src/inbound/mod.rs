@@ -358,7 +358,7 @@ async fn mtls(l: &Arc<Listener>, tcp: TcpStream, mut conn: Conn, origin: &str) {
         }
     };
     let deadline = conn.start + l.ctx.cfg.limits.handshake_timeout;
-    let accept = tokio_rustls::TlsAcceptor::from(config).accept(tcp);
+    let accept = tokio_rustls::TlsAcceptor::from(config).accept(crate::tls_transport(tcp));
     let stream = match tokio::time::timeout_at(deadline, accept).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {

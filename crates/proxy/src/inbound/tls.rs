@@ -62,6 +62,9 @@ impl ServerTls {
             .with_client_cert_verifier(verifier)
             .with_cert_resolver(Arc::new(Fixed(identity.certified.clone())));
         config.alpn_protocols = server_alpn();
+        // The server's suite order decides (AES-128-GCM first, see `sigil_tls::provider`),
+        // as nginx's `ssl_prefer_server_ciphers on` does.
+        config.ignore_client_order = true;
         let config = Arc::new(config);
         self.cached.store(Some(Arc::new(Cached {
             generation: identity.generation,

@@ -82,7 +82,7 @@ impl DialError {
 /// The upstream transport.
 pub(crate) enum Stream {
     Plain(TcpStream),
-    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    Tls(Box<tokio_rustls::client::TlsStream<crate::TlsTransport>>),
 }
 
 /// An established upstream connection.
@@ -227,7 +227,7 @@ impl Route {
         let connector = tokio_rustls::TlsConnector::from(config);
         let r = tokio::time::timeout(
             self.timeout,
-            connector.connect(self.tls.server_name.clone(), tcp),
+            connector.connect(self.tls.server_name.clone(), crate::tls_transport(tcp)),
         )
         .await;
         let tls = match r {
