@@ -22,11 +22,11 @@ mod spire_flags;
 mod status_cmd;
 mod x509_cmd;
 
-use sigil_proxy::cli::shutdown_signal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use sigil_proxy::cli::shutdown_signal;
 
 /// Exit code for bad configuration or usage (sysexits EX_USAGE), as linkerd does.
 pub const EXIT_CONFIG: u8 = 64;
