@@ -15,6 +15,8 @@
 //! `config change to N agents: max X ms` that bench/run reads. Nothing is asserted on timings;
 //! a snapshot with the wrong content, or one that does not arrive within 30 s, is an error.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -26,14 +28,7 @@ use sigil_server::config::{FileConfig, ServerConfig};
 use tokio::sync::mpsc;
 use tonic::transport::Channel;
 
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use support::{arg, ms, pct};
 
 fn policy(change: usize) -> String {
     format!(
@@ -59,19 +54,6 @@ spec:
 
 fn principal(change: usize) -> String {
     format!("cluster.local/ns/payments/sa/checkout-{change}")
-}
-
-/// Nearest-rank percentile of a sorted sample.
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
 }
 
 fn free_port() -> anyhow::Result<u16> {

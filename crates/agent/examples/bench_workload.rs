@@ -18,6 +18,8 @@
 //! pool); the clients run in a current-thread runtime on the main thread of the same process.
 //! It is a benchmark, not a test: nothing is asserted on timings.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -44,6 +46,8 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use zeroize::Zeroizing;
 
+use support::{arg, ms, pct, us};
+
 const TD: &str = "example.org";
 const OTHER_ENTRIES: usize = 50;
 const MY_ENTRY: &str = "bench-entry";
@@ -51,24 +55,6 @@ const MY_PATH: &str = "/bench/workload";
 
 // ---------------------------------------------------------------------------------------------
 // Arguments and statistics
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// Nearest-rank percentile of a sorted sample.
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
 
 struct Summary {
     p50: Duration,
@@ -85,14 +71,6 @@ fn summary(mut v: Vec<Duration>) -> Summary {
         p99: pct(&v, 99.0),
         max: v.last().copied().unwrap_or_default(),
     }
-}
-
-fn us(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e6
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
 }
 
 fn row(label: &str, s: &Summary) {
