@@ -604,26 +604,23 @@ pub fn verify_x509_svid(
         td: td.clone(),
         source,
     })?;
-    // Every certificate of the path was parsed by the checks above.
-    let not_after_of = |der: &CertificateDer<'_>| {
-        svid::parse_cert(der).map_or(0, |c| secs_u64(c.validity().not_after.timestamp()))
-    };
-    let not_after = not_after_of(leaf);
-    let path_not_after = verified
-        .certificates()
-        .iter()
-        .map(not_after_of)
-        .min()
-        .unwrap_or(not_after);
-    let path_not_before = verified
-        .certificates()
-        .iter()
-        .map(|der| {
-            svid::parse_cert(der)
-                .map_or(u64::MAX, |c| secs_u64(c.validity().not_before.timestamp()))
+    // Every certificate of the path was parsed by the checks above; one more parse each
+    // gives the window the result holds in: latest notBefore to earliest notAfter.
+    let window = |der: &CertificateDer<'_>| {
+        svid::parse_cert(der).map_or((u64::MAX, 0), |c| {
+            let v = c.validity();
+            (
+                secs_u64(v.not_before.timestamp()),
+                secs_u64(v.not_after.timestamp()),
+            )
         })
-        .max()
-        .unwrap_or(u64::MAX);
+    };
+    let not_after = window(leaf).1;
+    let (path_not_before, path_not_after) = verified
+        .certificates()
+        .iter()
+        .map(window)
+        .fold((0, not_after), |(nb, na), (b, a)| (nb.max(b), na.min(a)));
     Ok(VerifiedSvid {
         id,
         not_after,
